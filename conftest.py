@@ -1,0 +1,1 @@
+"""Root conftest for the project's own tests."""

@@ -1,0 +1,43 @@
+"""What a step's body and checks are handed while they run, and what a body returns."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .model import Step
+from .settings import Settings
+from .tasklog import TaskLog
+
+
+@dataclasses.dataclass
+class StepContext:
+    step: Step
+    task_id: str
+    root: Path  # folder of SPEC.md: commands run here, file tools are confined here
+    spec_path: Path
+    log: TaskLog
+    settings: Settings
+    state_dir: Path  # .dotasks/ beside SPEC.md (transcripts, background status, outputs)
+    emit: Callable[[str], None] = print  # one live line for the terminal (shown under -v)
+    properties: dict[str, Any] = dataclasses.field(default_factory=dict)  # -> JUnit properties
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # hook implementations' scratch
+
+    def log_event(self, phase: str, event: str, message: str, **data: Any) -> None:
+        self.log.event(self.task_id, message, step=self.step.number, phase=phase, event=event, **data)
+
+
+@dataclasses.dataclass
+class BodyResult:
+    """Outcome of a step's main phase.
+
+    ``summary`` is the one line a failure report leads with (exit code, the
+    agent's last words); ``output`` the tail of what the body printed.
+    """
+
+    ok: bool
+    summary: str
+    output: str = ""
+    properties: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -1,0 +1,299 @@
+"""Field values, typed and validated: what a step's bullets mean.
+
+A malformed value is a ``SpecError`` naming the file, the field's line and
+the fix, raised while the plan is parsed, before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from .errors import SpecError
+from .model import KINDS, Field, Spec, Step, split_list
+from .settings import parse_duration
+
+ADVISORY = "(advisory)"
+CRITICAL = "(critical)"
+_THRESHOLD = re.compile(r"^(?P<name>[A-Za-z_][\w.\-/]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<num>-?\d+(?:\.\d+)?)$")
+_LOOKS_LIKE_THRESHOLD = re.compile(r"^[A-Za-z_][\w.\-/]*\s*(>=|<=|==|!=|=>|=<|>|<|=)")
+_MIN_RECORDS = re.compile(r"^(?P<glob>.+?)\s*>=\s*(?P<n>\d+)(?:\s*records?)?$")
+_MONITOR = re.compile(r"^(?P<path>\S+)(?:\s+every\s+(?P<every>\S+))?$", re.I)
+_NAME = re.compile(r"^[A-Za-z_]\w*$")
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_YES = {"yes", "true", "on", "1"}
+_NO = {"no", "false", "off", "0"}
+
+
+def severity_of(value: str) -> tuple[str, str]:
+    """Strip a trailing ``(advisory)``/``(critical)``: (value, severity)."""
+    v = value.rstrip()
+    low = v.lower()
+    if low.endswith(ADVISORY):
+        return v[: -len(ADVISORY)].rstrip(), "advisory"
+    if low.endswith(CRITICAL):
+        return v[: -len(CRITICAL)].rstrip(), "critical"
+    return v, "critical"
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+    pattern: str
+    min_records: int | None
+    severity: str
+    line: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+    name: str
+    op: str
+    value: float
+    severity: str
+    line: int
+
+    def holds(self, actual: float) -> bool:
+        return {
+            ">=": actual >= self.value, "<=": actual <= self.value, ">": actual > self.value,
+            "<": actual < self.value, "==": actual == self.value, "!=": actual != self.value,
+        }[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.op} {self.value:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    command: str
+    severity: str
+    line: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Everything a step's fields say, typed. Built once per step at collection."""
+
+    needs: tuple[int, ...]
+    requires: tuple[str, ...]
+    env: tuple[str, ...]
+    inputs: tuple[str, ...]
+    checks: tuple[Command, ...]
+    run: str | None
+    agent: str | None
+    skills: tuple[str, ...]
+    model: str | None
+    retries: int
+    background: bool
+    monitor: str | None
+    monitor_every: float
+    alert: tuple[str, ...]
+    outputs: tuple[OutputSpec, ...]
+    validate: tuple[Command, ...]
+    metric_sources: tuple[Command, ...]
+    thresholds: tuple[Threshold, ...]
+    timeout: float | None
+    kind: str | None
+
+
+DEFAULT_ALERTS = ("nan", "error", "failed", "Traceback")
+
+
+def _err(step: Step, f: Field, message: str, fix: str) -> SpecError:
+    return SpecError(f"STEP {step.number} field '{f.key}': {message}", path=step.path, line=f.line, fix=fix)
+
+
+def _needs(step: Step, previous: int | None) -> tuple[int, ...]:
+    f = step.field("needs")
+    if f is None:
+        return (previous,) if previous is not None else ()
+    if f.value.strip().lower() in ("none", "-", ""):
+        return ()
+    out: list[int] = []
+    for part in split_list(f.value):
+        m = re.fullmatch(r"(?:step\s*)?(\d+)", part.strip(), re.I)
+        if not m:
+            raise _err(step, f, f"'{part}' is not a step number", "write step numbers like 'needs: 3, 7' or 'none'")
+        out.append(int(m.group(1)))
+    return tuple(out)
+
+
+def config_of(step: Step, previous: int | None = None) -> StepConfig:
+    """Typed view of a step's fields; raises SpecError on a malformed value."""
+    for f in step.fields:
+        if not f.value and f.key not in ("needs",):
+            raise _err(step, f, "has no value", f"write '{f.key}: <value>' or remove the bullet")
+
+    def one(key: str) -> Field | None:
+        return step.field(key)
+
+    requires = tuple(step.items("requires"))
+    for f in step.fields:
+        if f.key == "requires":
+            for mod in split_list(f.value):
+                if not _MODULE.match(mod):
+                    raise _err(step, f, f"'{mod}' is not a module name", "list importable modules: 'requires: anthropic, yaml'")
+        if f.key == "env":
+            for name in split_list(f.value):
+                if not _NAME.match(name):
+                    raise _err(step, f, f"'{name}' is not a variable name", "list variable names: 'env: ANTHROPIC_API_KEY'")
+
+    retries = 0
+    f = one("retries")
+    if f is not None:
+        if not re.fullmatch(r"\d+", f.value.strip()):
+            raise _err(step, f, f"'{f.value}' is not a whole number", "write e.g. 'retries: 2'")
+        retries = int(f.value)
+
+    kind = None
+    f = one("kind")
+    if f is not None:
+        kind = f.value.strip().lower()
+        if kind not in KINDS:
+            raise _err(step, f, f"unknown kind '{f.value}'", f"use one of {', '.join(KINDS)}")
+
+    background = kind == "training"
+    f = one("background")
+    if f is not None:
+        v = f.value.strip().lower()
+        if v not in _YES | _NO:
+            raise _err(step, f, f"'{f.value}' is not yes or no", "write 'background: yes' or 'background: no'")
+        background = v in _YES
+
+    timeout = None
+    f = one("timeout")
+    if f is not None:
+        try:
+            timeout = parse_duration(f.value)
+        except ValueError as exc:
+            raise _err(step, f, str(exc), "write e.g. 'timeout: 90s', '15m' or '2h'") from None
+
+    monitor, every = None, 60.0
+    f = one("monitor")
+    if f is not None:
+        m = _MONITOR.match(f.value.strip())
+        if not m:
+            raise _err(step, f, f"cannot read '{f.value}'", "write 'monitor: logs/loss.txt every 60s'")
+        monitor = m.group("path")
+        if m.group("every"):
+            try:
+                every = parse_duration(m.group("every"))
+            except ValueError as exc:
+                raise _err(step, f, str(exc), "write 'monitor: logs/loss.txt every 60s'") from None
+
+    outputs: list[OutputSpec] = []
+    for f in step.fields:
+        if f.key != "outputs":
+            continue
+        value, sev = severity_of(f.value)
+        for part in split_list(value):
+            m = _MIN_RECORDS.match(part)
+            if m:
+                outputs.append(OutputSpec(m.group("glob").strip(), int(m.group("n")), sev, f.line))
+            elif ">=" in part or "<" in part:
+                raise _err(step, f, f"cannot read '{part}'", "write 'outputs: data/train.jsonl >= 5000' for a minimum record count")
+            else:
+                outputs.append(OutputSpec(part, None, sev, f.line))
+
+    validate = tuple(Command(*severity_of(f.value), f.line) for f in step.fields if f.key == "validate")
+    checks = tuple(Command(*severity_of(f.value), f.line) for f in step.fields if f.key == "check")
+
+    sources: list[Command] = []
+    thresholds: list[Threshold] = []
+    for f in step.fields:
+        if f.key != "metrics":
+            continue
+        value, sev = severity_of(f.value)
+        parts = split_list(value)
+        if parts and all(_THRESHOLD.match(p) for p in parts):
+            for p in parts:
+                m = _THRESHOLD.match(p)
+                assert m is not None
+                thresholds.append(Threshold(m.group("name"), m.group("op"), float(m.group("num")), sev, f.line))
+        elif _LOOKS_LIKE_THRESHOLD.match(value.strip()):
+            raise _err(step, f, f"cannot read threshold '{value}'", "write 'metrics: consistency >= 0.9' (name, operator, number)")
+        else:
+            sources.append(Command(value, sev, f.line))
+
+    return StepConfig(
+        needs=_needs(step, previous),
+        requires=requires,
+        env=tuple(step.items("env")),
+        inputs=tuple(step.items("inputs")),
+        checks=checks,
+        run=step.value("run"),
+        agent=step.value("agent"),
+        skills=tuple(step.items("skills")),
+        model=step.value("model"),
+        retries=retries,
+        background=background,
+        monitor=monitor,
+        monitor_every=every,
+        alert=tuple(step.items("alert")) or DEFAULT_ALERTS,
+        outputs=tuple(outputs),
+        validate=validate,
+        metric_sources=tuple(sources),
+        thresholds=tuple(thresholds),
+        timeout=timeout,
+        kind=kind,
+    )
+
+
+def configs(spec: Spec) -> dict[int, StepConfig]:
+    """Config of every step, with default ``needs`` = the previous step in file order."""
+    out: dict[int, StepConfig] = {}
+    previous: int | None = None
+    for step in spec.steps:
+        out[step.number] = config_of(step, previous)
+        previous = step.number
+    return out
+
+
+def validate_spec(spec: Spec) -> dict[int, StepConfig]:
+    """Check every field and the dependency graph (unknown steps, cycles)."""
+    cfgs = configs(spec)
+    by_number = spec.by_number()
+    for step in spec.steps:
+        for dep in cfgs[step.number].needs:
+            if dep not in by_number:
+                f = step.field("needs")
+                raise SpecError(
+                    f"STEP {step.number} needs STEP {dep}, which is not in the plan",
+                    path=spec.path, line=f.line if f else step.line, fix="fix the step number in 'needs:'",
+                )
+            if dep == step.number:
+                raise SpecError(f"STEP {step.number} needs itself", path=spec.path,
+                                line=(step.field("needs") or step).line, fix="remove it from 'needs:'")
+    _check_cycles(spec, cfgs)
+    return cfgs
+
+
+def _check_cycles(spec: Spec, cfgs: dict[int, StepConfig]) -> None:
+    WHITE, GREY, BLACK = 0, 1, 2
+    color = {n: WHITE for n in cfgs}
+    by_number = spec.by_number()
+    for root in cfgs:
+        if color[root] != WHITE:
+            continue
+        stack: list[tuple[int, int]] = [(root, 0)]
+        path: list[int] = []
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                color[node] = GREY
+                path.append(node)
+            deps = cfgs[node].needs
+            if i < len(deps):
+                stack.append((node, i + 1))
+                nxt = deps[i]
+                if color[nxt] == GREY:
+                    cyc = path[path.index(nxt):] + [nxt]
+                    lines = ", ".join(f"STEP {n} (line {by_number[n].line})" for n in cyc[:-1])
+                    raise SpecError(
+                        "dependency cycle: " + " -> ".join(f"STEP {n}" for n in cyc) + f"; steps: {lines}",
+                        path=spec.path, line=by_number[nxt].line, fix="remove one of these 'needs:' entries",
+                    )
+                if color[nxt] == WHITE:
+                    stack.append((nxt, 0))
+            else:
+                color[node] = BLACK
+                path.pop()

@@ -1,0 +1,114 @@
+"""The one line the plugin owns: a step's header, its checkbox and its marker.
+
+``- [x] **STEP 8**: Generate data ✓ [task_id: task_8_3fa2b8c1] [2026-11-24T10:30:12]``
+
+Pure string work shared by the parser (reading status) and the marker
+(rewriting it). Everything outside the checkbox character and the marker
+region is returned byte for byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from .model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO, Marker
+
+HEADER = re.compile(
+    r"^(?P<lead>[ \t]*[-*+][ \t]+\[)(?P<box>[ xX])(?P<mid>\][ \t]+"
+    r"(?:\*\*[ \t]*step[ \t]+(?P<n1>\d+)[ \t]*\*\*[ \t]*:|\*\*[ \t]*step[ \t]+(?P<n2>\d+)[ \t]*:[ \t]*\*\*))"
+    r"(?P<rest>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+# Checkbox + label as the inline text of a list item's first paragraph.
+INLINE_HEADER = re.compile(
+    r"^\[[ xX]\][ \t]+(?:\*\*[ \t]*step[ \t]+(\d+)[ \t]*\*\*[ \t]*:|\*\*[ \t]*step[ \t]+(\d+)[ \t]*:[ \t]*\*\*)",
+    re.IGNORECASE,
+)
+SYMBOLS = {"✓": STATUS_DONE, "✗": STATUS_FAILED, "⏳": STATUS_RUNNING}
+_MARK_START = re.compile(r"[ \t](?:✓|✗|⏳)")
+# A marker written right after the colon by the original command:
+# "**STEP 8**: ✓ [task_id: ...] [2024-11-13T10:30:00] Title"
+_LEADING_MARK = re.compile(
+    r"^[ \t]*(?P<sym>✓|✗|⏳)[ \t]*(?:(?:Failed|Running|Done)\b[ \t]*)?(?:\[[^\]\n]*\][ \t]*)*"
+)
+_TASK_ID = re.compile(r"task_id:[ \t]*([\w.-]+)|\[(task_[\w.-]+)\]")
+_STAMP = re.compile(r"\[(\d{4}-\d\d-\d\d(?:[T ][\d:.]+)?)\]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    lead: str  # indent, bullet, spaces and "["
+    box: str  # " ", "x" or "X"
+    label: str  # "] **STEP 8**:" exactly as written
+    number: int
+    title: str
+    marker_text: str  # the marker region, "" when none
+    trailing: str  # trailing white space of the line, kept on rewrite
+
+    @property
+    def marker(self) -> Marker:
+        return read_marker(self.box, self.marker_text)
+
+
+def parse_header(line: str) -> Header | None:
+    """Split one header line (without its line ending). None if not a header."""
+    m = HEADER.match(line)
+    if not m:
+        return None
+    rest = m.group("rest")
+    body = rest.rstrip(" \t")
+    trailing = rest[len(body):]
+    lead_mark = _LEADING_MARK.match(body)
+    if lead_mark and lead_mark.group("sym"):
+        marker_text = body[: lead_mark.end()].strip()
+        title = body[lead_mark.end():].strip()
+        # Keep a trailing marker too, if a hand edit left both.
+        tail = _MARK_START.search(title)
+        if tail:
+            title = title[: tail.start()]
+    else:
+        start = _MARK_START.search(body)
+        if start:
+            marker_text = body[start.start() + 1:]
+            title = body[: start.start()]
+        else:
+            marker_text, title = "", body
+    return Header(
+        lead=m.group("lead"),
+        box=m.group("box"),
+        label=m.group("mid"),
+        number=int(m.group("n1") or m.group("n2")),
+        title=title.strip(),
+        marker_text=marker_text.strip(),
+        trailing=trailing,
+    )
+
+
+def read_marker(box: str, marker_text: str) -> Marker:
+    status = STATUS_DONE if box in "xX" else STATUS_TODO
+    sym = marker_text[:1]
+    if sym in SYMBOLS and not (status == STATUS_DONE and SYMBOLS[sym] != STATUS_DONE):
+        status = SYMBOLS[sym]
+    if status == STATUS_DONE or sym in SYMBOLS:
+        tid = _TASK_ID.search(marker_text)
+        stamp = _STAMP.search(marker_text)
+        return Marker(
+            status=status,
+            task_id=(tid.group(1) or tid.group(2)) if tid else None,
+            timestamp=stamp.group(1) if stamp else None,
+        )
+    return Marker(status=status)
+
+
+def format_marker(status: str, task_id: str, timestamp: str, note: str = "") -> str:
+    word = {STATUS_DONE: "✓", STATUS_FAILED: "✗ Failed", STATUS_RUNNING: "⏳ Running"}[status]
+    text = f"{word} [task_id: {task_id}] [{timestamp}]"
+    return f"{text} {note}" if note else text
+
+
+def render_header(h: Header, status: str, task_id: str, timestamp: str, note: str = "") -> str:
+    """The header line with a new checkbox and marker; all else as it was."""
+    box = ("x" if h.box == " " else h.box) if status == STATUS_DONE else " "
+    title = f" {h.title}" if h.title else ""
+    return f"{h.lead}{box}{h.label}{title} {format_marker(status, task_id, timestamp, note)}{h.trailing}"

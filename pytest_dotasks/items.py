@@ -1,0 +1,212 @@
+"""The pytest side of a plan: a collector for the file and an item per step."""
+
+from __future__ import annotations
+
+import re
+import warnings
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .context import StepContext
+from .errors import DotasksError, PreflightFailed, SpecError, StepFailure
+from .fields import StepConfig
+from .model import STATUS_DONE, STATUS_RUNNING, Step
+from .runner import StepRunner, new_task_id
+from .session import DotasksRun
+
+
+class DotasksWarning(pytest.PytestWarning):
+    """A plan-file problem that is not an error (a misspelt field)."""
+
+
+def exact_keyword(number: int) -> str:
+    # pytest -k matches substrings, so "step1" would also pick step10-19.
+    # plugin.py rewrites a bare "stepN" in -k to this bracketed form, which
+    # only STEP N carries and no other step name contains.
+    return f"[step{number}]"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+class SpecFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        from .fields import validate_spec
+        from .spec import parse_file
+
+        run: DotasksRun = self.config.stash[RUN_KEY]
+        try:
+            spec = parse_file(self.path)
+            cfgs = validate_spec(spec)
+        except SpecError as exc:
+            raise self.CollectError(exc.one_line()) from None
+        for w in spec.warnings:
+            where, _, text = w.partition(": ")
+            file, _, line = where.rpartition(":")
+            warnings.warn_explicit(DotasksWarning(w), DotasksWarning, file or str(self.path),
+                                   int(line) if line.isdigit() else 0)
+        run.add_spec(spec, cfgs)
+        timeout_plugin = self.config.pluginmanager.hasplugin("timeout")
+        for step in spec.steps:
+            cfg = cfgs[step.number]
+            item = StepItem.from_parent(self, name=step.name, step=step, cfg=cfg)
+            if cfg.kind:
+                item.add_marker(cfg.kind)
+            if cfg.timeout and timeout_plugin:
+                item.add_marker(pytest.mark.timeout(cfg.timeout))
+            item.extra_keyword_matches.add(exact_keyword(step.number))
+            if step.phase:
+                item.extra_keyword_matches.add(_slug(step.phase))
+                item.extra_keyword_matches.add(step.phase)
+            yield item
+
+
+class StepItem(pytest.Item):
+    def __init__(self, *, step: Step, cfg: StepConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.step = step
+        self.cfg = cfg
+        self.task_id: str | None = None
+        self.runner: StepRunner | None = None
+        self.failed_phase: str | None = None
+        self.background_started = False
+
+    @property
+    def spec_path(self) -> Path:
+        return self.step.path
+
+    @property
+    def run(self) -> DotasksRun:
+        return self.config.stash[RUN_KEY]
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.step.line - 1, f"STEP {self.step.number}: {self.step.title}"
+
+    # ------------------------------------------------------------ phases
+
+    def _prop(self, name: str, value: Any) -> None:
+        self.user_properties = [(k, v) for k, v in self.user_properties if k != name]
+        self.user_properties.append((name, value))
+
+    def setup(self) -> None:
+        run = self.run
+        self._prop("dotasks_step", self.step.number)
+        self._prop("dotasks_spec", str(self.spec_path))
+        self._prop("title", self.step.title)
+        self._prop("step", self.step.number)
+        self._prop("kind", self.cfg.kind or "quick")
+        self._skip_if_done_or_blocked(run)
+        self.task_id = new_task_id(self.step.number)
+        self._prop("task_id", self.task_id)
+        if not self.cfg.run:
+            self._prop("agent", self.cfg.agent or run.settings.agent)
+        log = run.log_for(self.spec_path)
+        ctx = StepContext(
+            step=self.step, task_id=self.task_id, root=self.spec_path.parent, spec_path=self.spec_path,
+            log=log, settings=run.settings, state_dir=run.state_dir(self.spec_path), emit=run.emit,
+        )
+        self.runner = StepRunner(run, self.config, ctx, self.cfg)
+        run.emit("")
+        run.emit(f"[TASK ID: {self.task_id}] STEP {self.step.number}: {self.step.title}")
+        log.event(self.task_id, f"Starting Step {self.step.number}: {self.step.title}", step=self.step.number,
+                  phase="preflight", event="start", title=self.step.title, kind=self.cfg.kind,
+                  spec=str(self.spec_path), worker=getattr(self.config, "workerinput", {}).get("workerid"))
+        try:
+            self.runner.preflight()
+        except StepFailure:
+            self.failed_phase = "preflight"
+            self._prop("failed_phase", "preflight")
+            raise
+        finally:
+            self._prop("seconds_preflight", round(self.runner.seconds.get("preflight", 0.0), 3))
+
+    def _skip_if_done_or_blocked(self, run: DotasksRun) -> None:
+        from .marking import read_marker
+
+        marker = read_marker(self.spec_path, self.step.number) or self.step.marker
+        if marker.status == STATUS_DONE and not run.settings.redo:
+            tid = f" [task_id: {marker.task_id}]" if marker.task_id else ""
+            pytest.skip(f"STEP {self.step.number} already done{tid}; --redo runs it again")
+        for dep in self.cfg.needs:
+            outcome = run.outcomes.get((self.spec_path, dep))
+            if outcome in ("failed", "error"):
+                pytest.skip(f"STEP {dep} failed in this run; STEP {self.step.number} needs it")
+            if outcome in ("passed", "running", "dry"):
+                continue
+            if outcome == "skipped":
+                dep_marker = read_marker(self.spec_path, dep)
+                if dep_marker is None or dep_marker.status != STATUS_DONE:
+                    pytest.skip(f"STEP {dep} did not run; STEP {self.step.number} needs it")
+                continue
+            dep_marker = read_marker(self.spec_path, dep)
+            if dep_marker is not None and dep_marker.status in (STATUS_DONE, STATUS_RUNNING):
+                continue
+            if run.is_selected(self.spec_path, dep) and run.settings.dry_run:
+                continue
+            self.task_id = new_task_id(self.step.number)
+            self._prop("task_id", self.task_id)
+            self.failed_phase = "preflight"
+            self._prop("failed_phase", "preflight")
+            run.log_for(self.spec_path).event(
+                self.task_id, f"STEP {self.step.number} needs STEP {dep}, which is not done and not selected",
+                step=self.step.number, phase="preflight", event="dependency_missing", needs=dep)
+            raise PreflightFailed(
+                f"STEP {self.step.number} needs STEP {dep}, which is not done and not selected "
+                f"[{self.task_id}]",
+                fix=f"run it first (--steps {dep}-{self.step.number}) or add it to the selection",
+            )
+
+    def runtest(self) -> None:
+        assert self.runner is not None
+        run = self.run
+        if run.settings.dry_run:
+            text = self.runner.describe_body()
+            for line in text.splitlines():
+                run.emit(f"  {line}")
+            print(text)
+            run.outcomes[(self.spec_path, self.step.number)] = "dry"
+            self.runner.ctx.log_event("main", "dry_run", "dry run: body not run")
+            pytest.skip("dry run: pre-flight passed, body not run")
+        t0 = time.monotonic()
+        try:
+            self.runner.main_and_post()
+            self.runner.ctx.log_event("main", "passed", f"STEP {self.step.number} passed",
+                                      seconds=round(time.monotonic() - t0, 3))
+            for adv in self.runner.advisories:
+                self.warn(DotasksWarning(
+                    f"STEP {self.step.number} advisory check failed: {adv.name}: {adv.detail.splitlines()[0] if adv.detail else ''}"))
+        except StepFailure as exc:
+            self.failed_phase = exc.phase
+            self._prop("failed_phase", exc.phase)
+            self.runner.ctx.log_event(exc.phase, "failed", exc.one_line(), detail=self.runner.ctx.log.scrub(exc.detail or ""))
+            raise
+        finally:
+            self.runner.close()
+            for phase in ("main", "post"):
+                if phase in self.runner.seconds:
+                    self._prop(f"seconds_{phase}", round(self.runner.seconds[phase], 3))
+            for k, v in self.runner.ctx.properties.items():
+                self._prop(k, v)
+            for k, v in self.runner.metrics.items():
+                self._prop(f"metric.{k}", v)
+            log_path = run.log_for(self.spec_path).path
+            print(f"[[ATTACHMENT|{log_path}]]")
+            if "output_file" in self.runner.ctx.properties:
+                print(f"[[ATTACHMENT|{self.runner.ctx.properties['output_file']}]]")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        exc = excinfo.value
+        if isinstance(exc, DotasksError) and not self.run.settings.full_trace:
+            text = exc.render()
+            if self.task_id:
+                text += f"\nlog: grep {self.task_id} {self.run.log_for(self.spec_path).path}"
+            return text
+        return super().repr_failure(excinfo, style=style)
+
+
+RUN_KEY = pytest.StashKey[DotasksRun]()

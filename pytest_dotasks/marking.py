@@ -1,0 +1,159 @@
+"""Rewrite one step's header line in SPEC.md: atomic, locked, nothing else touched.
+
+The step is found again by its number in the file as it is *now*, so edits
+a person made elsewhere while a run went on survive. The write goes to a
+temporary file in the same folder which then replaces SPEC.md (mode kept),
+so a kill at any moment leaves either the old or the new file, never half
+of one. A lock (``filelock``) serialises writers across xdist workers and
+concurrent pytest runs.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from .errors import MarkError
+from .header import parse_header, render_header
+from .model import Marker
+
+LOCK_TIMEOUT = 60.0
+
+
+def lock_path(spec_path: Path) -> Path:
+    return spec_path.parent / ".dotasks" / "locks" / f"{spec_path.name}.lock"
+
+
+class _HeaderCache:
+    """Header line numbers of the last text we read or wrote.
+
+    Marking a step rewrites one line and never adds or removes lines, so
+    after our own write the numbers still hold; a run of N steps therefore
+    parses the file once instead of N times unless someone else edits it.
+    """
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.lines: dict[int, int] = {}
+
+    def get(self, text: str) -> dict[int, int]:
+        if text != self.text:
+            from .spec import header_lines
+
+            self.lines = header_lines(text)
+            self.text = text
+        return self.lines
+
+
+_cache = _HeaderCache()
+
+
+def spec_lock(spec_path: Path, timeout: float = LOCK_TIMEOUT):  # type: ignore[no-untyped-def]
+    from filelock import FileLock
+
+    path = lock_path(spec_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path), timeout=timeout)
+
+
+def rewrite_header(text: str, number: int, status: str, task_id: str, timestamp: str,
+                   note: str = "", path: Path | None = None) -> str:
+    """Pure: the text with STEP ``number``'s header re-marked. Raises MarkError."""
+    index = _cache.get(text)
+    if number not in index:
+        raise MarkError(f"STEP {number} is no longer in the file", path=path,
+                        fix="the step was removed or renumbered during the run; its marker was not written")
+    i = index[number]
+    # Find the i-th line and its ending without splitting the whole text.
+    start = 0
+    for _ in range(i):
+        nl = _next_break(text, start)
+        start = nl
+    end = _line_end(text, start)
+    line = text[start:end]
+    h = parse_header(line)
+    if h is None or h.number != number:
+        raise MarkError(f"STEP {number}'s header line could not be read", path=path, line=i + 1)
+    new_line = render_header(h, status, task_id, timestamp, note)
+    new_text = text[:start] + new_line + text[end:]
+    _cache.text, _cache.lines = new_text, index
+    return new_text
+
+
+def _line_end(text: str, start: int) -> int:
+    ends = [p for p in (text.find("\n", start), text.find("\r", start)) if p != -1]
+    return min(ends) if ends else len(text)
+
+
+def _next_break(text: str, start: int) -> int:
+    end = _line_end(text, start)
+    if end >= len(text):
+        return end
+    if text.startswith("\r\n", end):
+        return end + 2
+    return end + 1
+
+
+def read_marker(spec_path: Path, number: int) -> Marker | None:
+    """The marker STEP ``number`` carries in the file now (None if absent)."""
+    try:
+        text = spec_path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    index = _cache.get(text)
+    if number not in index:
+        return None
+    from .spec import split_lines
+
+    h = parse_header(split_lines(text)[index[number]])
+    return h.marker if h else None
+
+
+def mark(spec_path: Path, number: int, status: str, task_id: str, timestamp: str, note: str = "") -> None:
+    """Write STEP ``number``'s marker into the plan file, atomically and under the lock."""
+    real = Path(os.path.realpath(spec_path))
+    if not real.exists():
+        raise MarkError("SPEC.md was deleted during the run; the marker was not written", path=spec_path,
+                        fix="restore the file; the task log keeps this step's result")
+    if not os.access(real, os.W_OK):
+        raise MarkError("the plan file is read-only; the marker was not written", path=spec_path,
+                        fix="make it writable (chmod u+w) or run with --no-mark")
+    from filelock import Timeout
+
+    try:
+        with spec_lock(real):
+            _mark_locked(real, spec_path, number, status, task_id, timestamp, note)
+    except Timeout:
+        raise MarkError(f"could not lock the plan file within {LOCK_TIMEOUT:.0f}s", path=spec_path,
+                        fix=f"another run holds {lock_path(real)}; wait for it or remove a stale lock file") from None
+
+
+def _mark_locked(real: Path, shown: Path, number: int, status: str, task_id: str, timestamp: str,
+                 note: str) -> None:
+    try:
+        data = real.read_bytes()
+    except FileNotFoundError:
+        raise MarkError("SPEC.md was deleted during the run; the marker was not written", path=shown) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MarkError("the plan file is no longer valid UTF-8; the marker was not written", path=shown) from None
+    new_text = rewrite_header(text, number, status, task_id, timestamp, note, path=shown)
+    mode = stat.S_IMODE(real.stat().st_mode)
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".dotasks-tmp", dir=real.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(new_text.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise MarkError(f"cannot write the plan file: {exc.strerror}", path=shown,
+                        fix="free disk space or fix permissions; the file is unchanged") from None

@@ -1,0 +1,160 @@
+"""pytest-dotasks: the switchboard pytest loads through the ``pytest11`` entry point.
+
+Options and hooks only. Everything that costs anything (the markdown parser,
+the run state, the SDKs) is imported when a plan is actually being run.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .settings import OPTIONS
+
+_KINDS_HELP = {
+    "quick": "a short blocking step",
+    "data": "a data-generation step",
+    "training": "a training step (runs in the background by default)",
+    "evaluation": "an evaluation step",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dotasks", "pytest-dotasks: run a SPEC.md plan as tests")
+    for opt in OPTIONS:
+        kwargs: dict[str, Any] = {"dest": opt.dest, "default": None, "help": opt.help}
+        if opt.action:
+            kwargs["action"] = opt.action
+        else:
+            kwargs["metavar"] = opt.metavar
+        group.addoption(opt.flag, **kwargs)
+        parser.addini(opt.ini, help=opt.help, type="bool" if opt.action == "store_true" else "string",
+                      default=None)
+    parser.addini("dotasks_model_aliases", help="Model aliases, one 'alias=model-id' per line.",
+                  type="linelist", default=[])
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def _cli_and_ini(config: pytest.Config) -> tuple[dict[str, Any], dict[str, Any]]:
+    cli = {o.name: config.getoption(o.dest, None) for o in OPTIONS}
+    ini: dict[str, Any] = {}
+    for o in OPTIONS:
+        try:
+            ini[o.name] = config.getini(o.ini)
+        except ValueError:
+            ini[o.name] = None
+    return cli, ini
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for kind, text in _KINDS_HELP.items():
+        config.addinivalue_line("markers", f"{kind}: pytest-dotasks step kind: {text}")
+    cli, ini = _cli_and_ini(config)
+    wants_spec = cli.get("spec") or ini.get("spec") or any(
+        a.split("::", 1)[0].endswith(".md") for a in config.args)
+    if not wants_spec:
+        return  # plain pytest: nothing more is loaded
+    from .errors import DotasksError
+    from .items import RUN_KEY
+    from .session import DotasksRun, spec_paths_from
+    from .settings import resolve
+
+    try:
+        settings = resolve(cli, ini, config.rootpath)
+        specs = spec_paths_from(config, settings)
+        from .selection import parse_steps
+
+        parse_steps(settings.steps)
+    except DotasksError as exc:
+        raise pytest.UsageError(exc.one_line()) from None
+    if not specs:
+        return
+    if settings.spec:
+        from _pytest.config import Config as _Config
+
+        # `pytest --spec SPEC.md` runs the plan, not the whole test tree too.
+        if config.args_source != _Config.ArgsSource.ARGS:
+            config.args[:] = [str(specs[0])]
+        elif str(specs[0]) not in config.args:
+            config.args.append(str(specs[0]))
+    run = DotasksRun(config, settings, specs)
+    config.stash[RUN_KEY] = run
+    config.pluginmanager.register(run, "dotasks-run")
+    config.pluginmanager.register(_Defaults(), "dotasks-defaults")
+
+
+class _Defaults:
+    """The plugin's own implementations of its firstresult hooks (``trylast``)."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_dotasks_run_checks(self, checks: list[Any], phase: str, ctx: Any, timeout: float,
+                                  workers: int) -> list[Any]:
+        from .checks import run_checks
+        from .runner import step_env
+
+        return run_checks(checks, root=ctx.root, timeout=timeout, workers=workers, env=step_env(ctx))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_dotasks_agent_session(self, ctx: Any) -> Any:
+        from .agent import open_session
+
+        return open_session(ctx)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    from .items import RUN_KEY
+
+    run = parent.config.stash.get(RUN_KEY, None)
+    if run is None or file_path not in run.specs:
+        return None
+    from .items import SpecFile
+
+    return SpecFile.from_parent(parent, path=file_path)
+
+
+_STEP_IDENT = re.compile(r"(?<![\w:+\-.\[\]\\/])(step\d+)(?![\w:+\-.\[\]\\/])", re.IGNORECASE)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    from .items import RUN_KEY, StepItem
+
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    steps = [it for it in items if isinstance(it, StepItem)]
+    if not steps:
+        return
+    keyword = config.option.keyword
+    if keyword:
+        # `-k step1` must mean STEP 1, not 10-19: see items.exact_keyword.
+        config.option.keyword = _STEP_IDENT.sub(lambda m: f"[{m.group(1).lower()}]", keyword)
+    from .selection import parse_steps, select
+
+    selection = parse_steps(run.settings.steps)
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    by_spec: dict[Path, list[StepItem]] = {}
+    for it in steps:
+        by_spec.setdefault(it.spec_path, []).append(it)
+    chosen: set[int] = set()
+    for spec_path, its in by_spec.items():
+        wanted = {s.number for s in select([it.step for it in its], selection)}
+        run.selected[spec_path] = wanted
+        chosen.update(id(it) for it in its if it.step.number in wanted)
+    for it in items:
+        if isinstance(it, StepItem) and id(it) not in chosen:
+            dropped.append(it)
+        else:
+            keep.append(it)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -1,0 +1,59 @@
+"""The closing summary: steps done, failed, running, tokens and cost, the grep line."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .session import DotasksRun
+
+_SYMBOL = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-", "running": "⏳"}
+
+
+def write_summary(tr: Any, run: DotasksRun) -> None:
+    tr.write_sep("=", "dotasks summary")
+    by_spec: dict[str, list[Any]] = {}
+    for rec in sorted(run.records, key=lambda r: (r.spec, r.step)):
+        by_spec.setdefault(rec.spec, []).append(rec)
+    for spec, recs in by_spec.items():
+        counts = {k: sum(1 for r in recs if r.outcome == k) for k in ("passed", "failed", "error", "running", "skipped")}
+        done = counts["passed"]
+        failed = counts["failed"] + counts["error"]
+        parts = [f"{done} done", f"{failed} failed"]
+        if counts["running"]:
+            parts.append(f"{counts['running']} running in the background")
+        if counts["skipped"]:
+            parts.append(f"{counts['skipped']} skipped")
+        tr.write_line(f"{spec}: " + ", ".join(parts))
+        tokens_in = tokens_out = 0
+        cost = 0.0
+        for r in recs:
+            sym = _SYMBOL.get(r.outcome, "?")
+            tid = f"  {r.task_id}" if r.task_id and r.outcome != "skipped" else ""
+            line = f"  {sym} STEP {r.step}: {r.title}{tid}"
+            if r.outcome in ("failed", "error") and r.phase:
+                line += f"  (failed in {r.phase})"
+            elif r.outcome == "skipped" and r.message:
+                line += f"  ({r.message})"
+            tr.write_line(line)
+            p = r.properties
+            tokens_in += int(p.get("input_tokens", 0) or 0)
+            tokens_out += int(p.get("output_tokens", 0) or 0)
+            cost += float(p.get("cost_usd", 0.0) or 0.0)
+        if tokens_in or tokens_out:
+            tr.write_line(f"  agent tokens: {tokens_in} in, {tokens_out} out; estimated cost ${cost:.4f}")
+        log_path = run.log_for(_path(spec)).path
+        shown = [r for r in recs if r.task_id and r.outcome in ("failed", "error")] or \
+                [r for r in recs if r.task_id and r.outcome != "skipped"]
+        if shown:
+            tr.write_line(f"  log: grep {shown[0].task_id} {log_path}")
+        if run.settings.dry_run:
+            tr.write_line("  dry run: no body ran, nothing was marked")
+        elif run.settings.no_mark:
+            tr.write_line("  --no-mark: SPEC.md was not changed")
+
+
+def _path(spec: str) -> Any:
+    from pathlib import Path
+
+    return Path(spec)

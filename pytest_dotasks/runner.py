@@ -1,0 +1,255 @@
+"""A step's phases: pre-flight, main (body) and post-validation.
+
+Each phase raises a ``StepFailure`` that names the phase, the check and the
+relevant output; the pytest item turns it into a setup error or a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from . import builtin_checks as bc
+from .checks import ADVISORY, Check, CheckResult
+from .context import BodyResult, StepContext
+from .errors import BodyFailed, PostFailed, PreflightFailed
+from .fields import StepConfig
+from .process import run_shell, tail
+
+if TYPE_CHECKING:
+    import pytest
+
+    from .session import DotasksRun
+
+
+def new_task_id(number: int | str) -> str:
+    return f"task_{number}_{uuid.uuid4().hex[:8]}"
+
+
+def step_env(ctx: StepContext) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DOTASKS_TASK_ID=ctx.task_id,
+        DOTASKS_STEP=str(ctx.step.number),
+        DOTASKS_SPEC=str(ctx.spec_path),
+        DOTASKS_ROOT=str(ctx.root),
+    )
+    return env
+
+
+def _unique(checks: list[Check]) -> list[Check]:
+    """Drop repeats by name (an input that is also a dependency's output)."""
+    seen: set[str] = set()
+    out = []
+    for c in checks:
+        if c.name not in seen:
+            seen.add(c.name)
+            out.append(c)
+    return out
+
+
+def _symbol(res: CheckResult) -> str:
+    return "✓" if res.ok else ("!" if res.severity == ADVISORY else "✗")
+
+
+class StepRunner:
+    """Runs one execution of one step (one task id)."""
+
+    def __init__(self, run: DotasksRun, config: pytest.Config, ctx: StepContext, cfg: StepConfig) -> None:
+        self.run = run
+        self.config = config
+        self.ctx = ctx
+        self.cfg = cfg
+        self.seconds: dict[str, float] = {}
+        self.results: dict[str, list[CheckResult]] = {}
+        self.advisories: list[CheckResult] = []
+        self.metrics: dict[str, float] = {}
+        self.session: Any = None
+
+    # ------------------------------------------------------------ checks
+
+    def _run_phase(self, phase: str, checks: list[Check], timeout: float) -> list[CheckResult]:
+        if not checks:
+            return []
+        label = {"preflight": "PRE-FLIGHT", "post": "POST"}[phase]
+        self.ctx.emit(f"[{label}] Parallel checks ({len(checks)})...")
+        results = self.config.hook.pytest_dotasks_run_checks(
+            checks=checks, phase=phase, ctx=self.ctx, timeout=timeout,
+            workers=self.ctx.settings.check_workers,
+        )
+        for res in results:
+            self.ctx.emit(f"  {_symbol(res)} {res.name}" + (f": {res.detail.splitlines()[0]}" if res.detail and not res.ok else "")
+                          + f" [{res.seconds:.1f}s]")
+            self.ctx.log_event(phase, "check", f"{res.name}: {'ok' if res.ok else 'FAILED'}", check=res.name,
+                               ok=res.ok, seconds=round(res.seconds, 3), severity=res.severity,
+                               timed_out=res.timed_out, detail=res.detail[-2000:])
+            if not res.ok and res.severity == ADVISORY:
+                self.advisories.append(res)
+        self.results[phase] = results
+        return results
+
+    @staticmethod
+    def _failure_text(failed: list[CheckResult]) -> str:
+        out = []
+        for r in failed:
+            first, *rest = (r.detail or "failed").splitlines() or ["failed"]
+            out.append(f"  ✗ {r.name}: {first}")
+            out.extend(f"      {ln}" for ln in rest[-15:])
+        return "\n".join(out)
+
+    def preflight_checks(self) -> list[Check]:
+        cfg, step = self.cfg, self.ctx.step
+        checks: list[Check] = [bc.requires_check(m) for m in cfg.requires]
+        checks += [bc.env_check(n) for n in cfg.env]
+        checks += [bc.input_check(p) for p in cfg.inputs]
+        planned = self.ctx.settings.dry_run
+        for dep in cfg.needs:
+            dep_cfg = self.run.config_of(self.ctx.spec_path, dep)
+            if dep_cfg is None:
+                continue
+            dep_planned = planned and self.run.is_selected(self.ctx.spec_path, dep)
+            checks += [bc.input_check(o.pattern, producer=dep, planned=dep_planned) for o in dep_cfg.outputs]
+        probes = bc.named_probe_names()
+        for cmd in cfg.checks:
+            if cmd.command.strip() in probes:
+                checks.append(bc.probe_check(cmd.command.strip(), cmd.severity))
+            else:
+                checks.append(bc.shell_check(cmd, "preflight"))
+        for extra in self.config.hook.pytest_dotasks_preflight_checks(step=step, config=self.config):
+            checks += list(extra or [])
+        return _unique(checks)
+
+    def post_checks(self) -> list[Check]:
+        cfg = self.cfg
+        checks: list[Check] = [bc.output_check(o) for o in cfg.outputs]
+        checks += [bc.shell_check(c, "post") for c in cfg.validate]
+        mchecks, self._collector = bc.metrics_checks(cfg)
+        checks += mchecks
+        for extra in self.config.hook.pytest_dotasks_post_checks(step=self.ctx.step, config=self.config):
+            checks += list(extra or [])
+        return checks
+
+    def preflight(self) -> None:
+        t0 = time.monotonic()
+        try:
+            results = self._run_phase("preflight", self.preflight_checks(), self.ctx.settings.preflight_timeout)
+        finally:
+            self.seconds["preflight"] = time.monotonic() - t0
+        failed = [r for r in results if r.blocking]
+        if failed:
+            names = ", ".join(r.name for r in failed)
+            raise PreflightFailed(
+                f"STEP {self.ctx.step.number} pre-flight failed: {names} [{self.ctx.task_id}]",
+                detail=self._failure_text(failed),
+            )
+
+    def post(self) -> None:
+        t0 = time.monotonic()
+        try:
+            results = self._run_phase("post", self.post_checks(), self.ctx.settings.post_timeout)
+        finally:
+            self.seconds["post"] = self.seconds.get("post", 0.0) + time.monotonic() - t0
+        collector = getattr(self, "_collector", None)
+        if collector is not None:
+            self.metrics.update(collector.values)
+        for r in results:
+            for k, v in r.data.items():
+                if isinstance(v, (int, float)) and k != "records":
+                    self.metrics.setdefault(k, float(v))
+        failed = [r for r in results if r.blocking]
+        if failed:
+            names = ", ".join(r.name for r in failed)
+            raise PostFailed(
+                f"STEP {self.ctx.step.number} post-validation failed: {names} [{self.ctx.task_id}]",
+                detail=self._failure_text(failed),
+            )
+
+    # ------------------------------------------------------------ body
+
+    def describe_body(self) -> str:
+        if self.cfg.run:
+            return f"$ {self.cfg.run}"
+        from .agent import render_prompt
+
+        return render_prompt(self.ctx)
+
+    def body(self, feedback: str | None = None) -> BodyResult:
+        t0 = time.monotonic()
+        try:
+            if self.cfg.run:
+                return self._run_command()
+            return self._run_agent(feedback)
+        finally:
+            self.seconds["main"] = self.seconds.get("main", 0.0) + time.monotonic() - t0
+
+    def _run_command(self) -> BodyResult:
+        cmd = self.cfg.run
+        assert cmd is not None
+        self.ctx.emit(f"[MAIN] $ {cmd}")
+        self.ctx.log_event("main", "command_start", f"running: {cmd}", command=cmd)
+        out_dir = self.ctx.state_dir / "output"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out_file = out_dir / f"{self.ctx.task_id}.log"
+        verbose = self.config.get_verbosity() > 0
+
+        def on_line(line: str) -> None:
+            print(line)  # captured by pytest; shown on failure, live with -s
+            if verbose:
+                self.ctx.emit(f"  → {line}")
+
+        res = run_shell(cmd, self.ctx.root, timeout=self.cfg.timeout, env=step_env(self.ctx),
+                        on_line=on_line, tee=out_file)
+        self.ctx.log_event("main", "command_end", f"exit {res.returncode}", command=cmd,
+                           exit_code=res.returncode, seconds=round(res.seconds, 3), timed_out=res.timed_out,
+                           output_tail=self.ctx.log.scrub(tail(res.output, 10)), output_file=str(out_file))
+        self.ctx.properties["output_file"] = str(out_file)
+        if res.timed_out:
+            return BodyResult(False, f"`{cmd}` timed out after {self.cfg.timeout:g}s", res.output)
+        if res.returncode != 0:
+            return BodyResult(False, f"`{cmd}` exited {res.returncode}", res.output)
+        return BodyResult(True, f"`{cmd}` exited 0", res.output)
+
+    def _run_agent(self, feedback: str | None) -> BodyResult:
+        if self.session is None:
+            self.session = self.config.hook.pytest_dotasks_agent_session(ctx=self.ctx)
+        self.ctx.emit(f"[MAIN] Executing with {self.ctx.settings.agent} agent..." if feedback is None
+                      else "[MAIN] Sending the failure back to the agent...")
+        result: BodyResult = self.session.run(feedback)
+        return result
+
+    def close(self) -> None:
+        if self.session is not None:
+            try:
+                self.session.close()
+            finally:
+                self.session = None
+
+    def main_and_post(self) -> BodyResult:
+        """Body then post-validation, retried ``retries:`` times; raises on failure."""
+        attempts = 1 + self.cfg.retries
+        feedback: str | None = None
+        result = BodyResult(False, "not run")
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                self.ctx.log_event("main", "retry", f"attempt {attempt} of {attempts}", attempt=attempt,
+                                   feedback=self.ctx.log.scrub((feedback or "")[-2000:]))
+            result = self.body(feedback)
+            self.ctx.properties.update(result.properties)
+            if not result.ok:
+                failure: Exception = BodyFailed(
+                    f"STEP {self.ctx.step.number} failed in main: {result.summary} [{self.ctx.task_id}]",
+                    detail=tail(result.output, 20),
+                )
+                feedback = f"The step failed: {result.summary}\n{tail(result.output, 40)}"
+            else:
+                try:
+                    self.post()
+                    return result
+                except PostFailed as exc:
+                    failure = exc
+                    feedback = f"The work finished but post-validation failed:\n{exc.render()}"
+            if attempt == attempts:
+                raise failure
+        return result

@@ -1,0 +1,168 @@
+"""Every option in one table, and one resolver: command line > ini > default.
+
+Each option has a command-line flag and an ini twin sharing one help text.
+Errors name where a bad value came from ("--preflight-timeout 'abc' from the
+command line"), as pytest-timeout does. This module imports nothing from
+pytest so it can be unit-tested directly; ``plugin.py`` registers the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|m|min|mins|h|hr|hrs|d)?\s*$", re.I)
+_UNIT = {"ms": 0.001, "s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60,
+         "h": 3600, "hr": 3600, "hrs": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``15m``, ``2h``, ``1.5``: seconds. Raises ValueError."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (write e.g. 90s, 15m, 2h)")
+    value = float(m.group(1)) * _UNIT[(m.group(2) or "s").lower()]
+    if value <= 0:
+        raise ValueError(f"a duration must be positive: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(str(text).strip())
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(str(text).strip())
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _str(text: str) -> str:
+    return str(text)
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def conv(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"choose one of {', '.join(choices)}")
+        return text
+
+    return conv
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    name: str  # attribute name, also the ini key with ``dotasks_`` prefix
+    flag: str
+    help: str
+    default: Any = None
+    convert: Callable[[str], Any] = _str
+    action: str | None = None  # "store_true" for flags
+    metavar: str | None = None
+
+    @property
+    def ini(self) -> str:
+        return f"dotasks_{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return f"dotasks_{self.name}"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("spec", "--spec", "SPEC.md plan to execute as tests (collect its steps).", metavar="PATH"),
+    Option("steps", "--steps", "Steps to run: 8, 1-5, 1-5,8, all (every step not done), continue.",
+           default="all", metavar="SEL"),
+    Option("redo", "--redo", "Run steps that are already done again.", default=False, action="store_true"),
+    Option("no_mark", "--no-mark", "Leave SPEC.md untouched (CI dry runs).", default=False,
+           action="store_true"),
+    Option("dry_run", "--dry-run", "Run pre-flight and show each body, run no body, mark nothing.",
+           default=False, action="store_true"),
+    Option("task_log", "--task-log", "Task log file (default: .task_execution.log beside SPEC.md).",
+           metavar="PATH"),
+    Option("preflight_timeout", "--preflight-timeout", "Seconds each pre-flight check may take.",
+           default=30.0, convert=parse_duration, metavar="DUR"),
+    Option("post_timeout", "--post-timeout", "Seconds each post-validation check may take.",
+           default=30.0, convert=parse_duration, metavar="DUR"),
+    Option("check_workers", "--check-workers", "Checks of one phase run at once.", default=3,
+           convert=_positive_int, metavar="N"),
+    Option("agent", "--agent", "Agent definition for steps without run:.", default="tinker-executor",
+           metavar="NAME"),
+    Option("agent_model", "--agent-model", "Model for the agent (alias haiku/sonnet/opus or an id).",
+           metavar="MODEL"),
+    Option("agent_backend", "--agent-backend", "Agent backend: anthropic, claude-code or command.",
+           default="anthropic", convert=_choice("anthropic", "claude-code", "command"), metavar="NAME"),
+    Option("agent_command", "--agent-command", "CLI agent for --agent-backend command; {prompt} is replaced.",
+           metavar="CMD"),
+    Option("agent_max_turns", "--agent-max-turns", "Turns the agent may take per attempt.", default=40,
+           convert=_positive_int, metavar="N"),
+    Option("agent_max_tokens", "--agent-max-tokens", "Tokens (input+output) the agent may spend per step.",
+           default=2_000_000, convert=_positive_int, metavar="N"),
+    Option("skills", "--skills", "Skills given in full to every agent (comma-separated).", default="",
+           metavar="NAMES"),
+    Option("full_trace", "--dotasks-full-trace", "Show full tracebacks for step failures.",
+           default=False, action="store_true"),
+)
+OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+    rootdir: Path
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    ini: Mapping[str, Any],
+    rootdir: Path,
+    options: tuple[Option, ...] = OPTIONS,
+) -> Settings:
+    """Resolve every option: command line, then ini, then default.
+
+    ``cli`` maps option names to parsed command-line values (``None`` when
+    not given); ``ini`` maps option names to raw ini strings (absent or empty
+    when not set).
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in options:
+        raw = cli.get(opt.name)
+        source = f"{opt.flag} on the command line"
+        if raw is None or (opt.action == "store_true" and raw is False):
+            raw = ini.get(opt.name)
+            source = f"ini option {opt.ini}"
+            if raw in (None, "", []):
+                values[opt.name], sources[opt.name] = opt.default, "default"
+                continue
+        if opt.action == "store_true":
+            values[opt.name] = _truthy(raw)
+        else:
+            try:
+                values[opt.name] = opt.convert(raw) if isinstance(raw, str) else raw
+            except ValueError as exc:
+                raise SettingsError(f"invalid value {raw!r} for {opt.flag} from {source}: {exc}") from None
+        sources[opt.name] = source
+    return Settings(values=values, sources=sources, rootdir=rootdir)

@@ -1,0 +1,276 @@
+"""SPEC.md grammar (DESIGN.md section 1): markdown in, ``Step`` objects out.
+
+A real markdown parser (markdown-it-py) decides what is a list item, a
+heading, a code fence, an HTML comment or a block quote, so steps shown as
+examples inside those are never run. We only use its block structure and
+line maps; the text we keep is the raw source, byte for byte.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import SpecError
+from .header import INLINE_HEADER, parse_header
+from .model import FIELD_NAMES, Field, Marker, Spec, Step
+
+_FIELD = re.compile(r"^(?P<key>[A-Za-z][\w-]*)[ \t]*:(?:[ \t]+(?P<value>.*)|[ \t]*)$", re.DOTALL)
+_DETAIL = re.compile(r"^(?:\*\*)?[ \t]*step[ \t]+(\d+)[ \t]*(?:\*\*)?[ \t]*(?:[:.\u2013\u2014-][ \t]*(.*))?$", re.I)
+_CODE_SPAN = re.compile(r"^(`+)[ \t]*(.*?)[ \t]*\1$", re.DOTALL)
+
+
+def _markdown() -> Any:
+    # Imported here: the parser is needed only when a spec is collected.
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark")
+
+
+def read_text(path: Path) -> str:
+    """Decode a plan file; errors name the file and the fix."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("spec file not found", path=path, fix="check the --spec path") from None
+    except IsADirectoryError:
+        raise SpecError("spec path is a folder", path=path, fix="name the plan file itself") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file: {exc.strerror}", path=path) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"not valid UTF-8 (byte {exc.start})", path=path, line=line, fix="save the file as UTF-8"
+        ) from None
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines without their endings (LF, CRLF or CR), as markdown-it numbers them."""
+    return re.split(r"\r\n|\r|\n", text)
+
+
+class _Block:
+    """A list item or heading with its source line range (0-based, end exclusive)."""
+
+    __slots__ = ("kind", "start", "end", "level", "inline", "depth", "quoted")
+
+    def __init__(self, kind: str, start: int, end: int, level: int, depth: int, quoted: bool) -> None:
+        self.kind, self.start, self.end, self.level = kind, start, end, level
+        self.depth, self.quoted = depth, quoted
+        self.inline = ""
+
+
+def _blocks(text: str) -> list[_Block]:
+    """List items and headings, in order, with the first inline text of each."""
+    tokens = _markdown().parse(text)
+    out: list[_Block] = []
+    quote = 0
+    items: list[_Block] = []
+    pending: _Block | None = None  # block waiting for its first inline token
+    for tok in tokens:
+        t = tok.type
+        if t == "blockquote_open":
+            quote += 1
+        elif t == "blockquote_close":
+            quote -= 1
+        elif t == "list_item_open":
+            blk = _Block("item", tok.map[0], tok.map[1], 0, len(items), quote > 0)
+            items.append(blk)
+            out.append(blk)
+            pending = blk
+        elif t == "list_item_close":
+            items.pop()
+            pending = None
+        elif t == "heading_open":
+            blk = _Block("heading", tok.map[0], tok.map[1], int(tok.tag[1]), len(items), quote > 0)
+            out.append(blk)
+            pending = blk
+        elif t == "inline" and pending is not None:
+            pending.inline = tok.content
+            pending = None
+        elif t in ("fence", "code_block", "html_block", "hr"):
+            pending = None
+    return out
+
+
+def _clean_value(key: str, value: str) -> str:
+    value = " ".join(part.strip() for part in value.splitlines()).strip()
+    m = _CODE_SPAN.match(value)
+    if m and "`" not in m.group(2):
+        value = m.group(2)
+    return value
+
+
+def _field_of(blk: _Block, path: Path, warnings: list[str]) -> Field | None:
+    m = _FIELD.match(blk.inline)
+    if not m:
+        return None
+    key = m.group("key")
+    if key in FIELD_NAMES:
+        return Field(key, _clean_value(key, m.group("value") or ""), blk.start + 1)
+    lowered = key.lower()
+    if lowered in FIELD_NAMES:
+        warnings.append(
+            f"{path}:{blk.start + 1}: '{key}:' is not a field (fields are lowercase); "
+            f"write '{lowered}:' to make it one, it is kept as description"
+        )
+    else:
+        close = difflib.get_close_matches(lowered, FIELD_NAMES, n=1, cutoff=0.75)
+        if close:
+            warnings.append(
+                f"{path}:{blk.start + 1}: '{key}:' looks like the field '{close[0]}:'; "
+                "it is kept as description"
+            )
+    return None
+
+
+def _dedent(lines: list[str]) -> str:
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and (not lines[-1].strip() or lines[-1].strip() in ("---", "***", "___")):
+        lines.pop()
+    widths = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()]
+    cut = min(widths) if widths else 0
+    return "\n".join(ln[cut:] if ln.strip() else "" for ln in lines)
+
+
+def _body(lines: list[str], start: int, end: int, skip: set[int]) -> str:
+    return _dedent([lines[i] for i in range(start, end) if i not in skip])
+
+
+def parse_text(text: str, path: Path) -> Spec:
+    """Parse plan text. Raises ``SpecError`` naming file and line."""
+    lines = split_lines(text)
+    blocks = _blocks(text)
+    warnings: list[str] = []
+
+    headers: dict[int, tuple[int, Any]] = {}  # number -> (0-based line, Header)
+    step_items: list[tuple[_Block, Any]] = []
+    detail: dict[int, _Block] = {}
+    heading_stack: list[_Block] = []
+    phase_of: dict[int, str | None] = {}
+
+    for blk in blocks:
+        if blk.quoted:
+            continue
+        if blk.kind == "heading":
+            m = _DETAIL.match(blk.inline.strip())
+            if m:
+                n = int(m.group(1))
+                if n in detail:
+                    raise SpecError(
+                        f"two detail sections for STEP {n} (lines {detail[n].start + 1} and {blk.start + 1})",
+                        path=path, line=blk.start + 1, fix="renumber or merge one of them",
+                    )
+                detail[n] = blk
+            else:
+                heading_stack.append(blk)
+            continue
+        if not INLINE_HEADER.match(blk.inline):
+            continue
+        if any(s.start <= blk.start < s.end for s, _ in step_items):
+            continue  # a checkbox nested in a step is description
+        h = parse_header(lines[blk.start])
+        if h is None:  # label spread over lines or odd markup: not a step header line
+            continue
+        if h.number in headers:
+            first = headers[h.number][0] + 1
+            raise SpecError(
+                f"STEP {h.number} is defined twice (lines {first} and {blk.start + 1})",
+                path=path, line=blk.start + 1, fix="give each step a unique number",
+            )
+        if h.number < 1:
+            raise SpecError("step numbers start at 1", path=path, line=blk.start + 1)
+        headers[h.number] = (blk.start, h)
+        step_items.append((blk, h))
+        phase_of[h.number] = heading_stack[-1].inline.strip() if heading_stack else None
+
+    # Section end of every detail heading: the next heading of its level or above.
+    section_end: dict[int, int] = {}
+    heads = [b for b in blocks if b.kind == "heading" and not b.quoted]
+    for n, blk in detail.items():
+        end = len(lines)
+        for other in heads:
+            if other.start > blk.start and other.level <= blk.level:
+                end = other.start
+                break
+        section_end[n] = end
+
+    steps: list[Step] = []
+    items = [b for b in blocks if b.kind == "item" and not b.quoted]
+    for blk, h in step_items:
+        start = blk.start
+        fields: list[Field] = []
+        field_lines: set[int] = set()
+        ranges = [(blk.start + 1, _trim_end(lines, blk.start, blk.end))]
+        d = detail.get(h.number)
+        if d is not None:
+            ranges.append((d.end, section_end[h.number]))
+        for lo, hi in ranges:
+            for it in items:
+                if lo <= it.start < hi and it is not blk:
+                    f = _field_of(it, path, warnings)
+                    if f is not None:
+                        fields.append(f)
+                        field_lines.update(range(it.start, _trim_end(lines, it.start, it.end)))
+        parts = [_body(lines, lo, hi, field_lines) for lo, hi in ranges]
+        description = "\n\n".join(p for p in parts if p)
+        steps.append(
+            Step(
+                number=h.number,
+                title=h.title,
+                description=description,
+                fields=tuple(sorted(fields, key=lambda f: f.line)),
+                phase=phase_of.get(h.number),
+                path=path,
+                line=start + 1,
+                marker=h.marker,
+                detail_line=d.start + 1 if d is not None else None,
+            )
+        )
+    spec = Spec(path=path, steps=tuple(steps), warnings=tuple(warnings))
+    from .fields import validate_spec  # late: fields imports model only
+
+    validate_spec(spec)
+    return spec
+
+
+def _trim_end(lines: list[str], start: int, end: int) -> int:
+    """Drop trailing blank lines markdown-it counts into a list item."""
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    return end
+
+
+def parse_file(path: Path) -> Spec:
+    return parse_text(read_text(path), path)
+
+
+def header_lines(text: str) -> dict[int, int]:
+    """Step number -> 0-based line of its header, for the marker."""
+    lines = split_lines(text)
+    out: dict[int, int] = {}
+    step_ranges: list[tuple[int, int]] = []
+    for blk in _blocks(text):
+        if blk.quoted or blk.kind != "item" or not INLINE_HEADER.match(blk.inline):
+            continue
+        if any(lo <= blk.start < hi for lo, hi in step_ranges):
+            continue
+        h = parse_header(lines[blk.start])
+        if h is not None and h.number not in out:
+            out[h.number] = blk.start
+            step_ranges.append((blk.start, blk.end))
+    return out
+
+
+def iter_markers(text: str) -> Iterator[tuple[int, Marker]]:
+    lines = split_lines(text)
+    for n, i in header_lines(text).items():
+        h = parse_header(lines[i])
+        if h is not None:
+            yield n, h.marker
