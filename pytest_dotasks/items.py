@@ -84,6 +84,11 @@ class StepItem(pytest.Item):
     def run(self) -> DotasksRun:
         return self.config.stash[RUN_KEY]
 
+    def __repr__(self) -> str:
+        # What --collect-only prints: the step's title, not just its name.
+        kind = f" [{self.cfg.kind}]" if self.cfg.kind else ""
+        return f"<StepItem {self.name}: {self.step.title}{kind}>"
+
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.step.line - 1, f"STEP {self.step.number}: {self.step.title}"
 

@@ -103,14 +103,18 @@ class StepRunner:
         cfg, step = self.cfg, self.ctx.step
         checks: list[Check] = [bc.requires_check(m) for m in cfg.requires]
         checks += [bc.env_check(n) for n in cfg.env]
-        checks += [bc.input_check(p) for p in cfg.inputs]
-        planned = self.ctx.settings.dry_run
+        dry = self.ctx.settings.dry_run
+        producers = self.run.producers(self.ctx.spec_path, step.number)
+        for pattern in cfg.inputs:
+            producer = producers.get(pattern)
+            planned = dry and producer is not None and self.run.is_selected(self.ctx.spec_path, producer)
+            checks.append(bc.input_check(pattern, producer=producer, planned=planned))
         for dep in cfg.needs:
             dep_cfg = self.run.config_of(self.ctx.spec_path, dep)
             if dep_cfg is None:
                 continue
-            dep_planned = planned and self.run.is_selected(self.ctx.spec_path, dep)
-            checks += [bc.input_check(o.pattern, producer=dep, planned=dep_planned) for o in dep_cfg.outputs]
+            planned = dry and self.run.is_selected(self.ctx.spec_path, dep)
+            checks += [bc.input_check(o.pattern, producer=dep, planned=planned) for o in dep_cfg.outputs]
         probes = bc.named_probe_names()
         for cmd in cfg.checks:
             if cmd.command.strip() in probes:

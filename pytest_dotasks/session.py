@@ -58,8 +58,6 @@ class DotasksRun:
     def add_spec(self, spec: Spec, cfgs: dict[int, StepConfig]) -> None:
         self.parsed[spec.path] = spec
         self.configs[spec.path] = cfgs
-        for cfg in cfgs.values():
-            pass
         names: set[str] = set()
         for cfg in cfgs.values():
             names.update(cfg.env)
@@ -67,6 +65,19 @@ class DotasksRun:
 
     def config_of(self, spec_path: Path, number: int) -> StepConfig | None:
         return self.configs.get(spec_path, {}).get(number)
+
+    def producers(self, spec_path: Path, before: int) -> dict[str, int]:
+        """Output pattern -> the step (earlier in the file) that makes it."""
+        out: dict[str, int] = {}
+        spec = self.parsed.get(spec_path)
+        if spec is None:
+            return out
+        for step in spec.steps:
+            if step.number == before:
+                break
+            for o in self.configs[spec_path][step.number].outputs:
+                out[o.pattern] = step.number
+        return out
 
     def is_selected(self, spec_path: Path, number: int) -> bool:
         return number in self.selected.get(spec_path, set())
@@ -84,6 +95,17 @@ class DotasksRun:
 
     def state_dir(self, spec_path: Path) -> Path:
         return spec_path.parent / ".dotasks"
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """The final selection (after -k, -m, --steps): what "selected" means for needs."""
+        from .items import StepItem
+
+        final: dict[Path, set[int]] = {}
+        for it in session.items:
+            if isinstance(it, StepItem):
+                final.setdefault(it.spec_path, set()).add(it.step.number)
+        for path in self.parsed:
+            self.selected[path] = final.get(path, set())
 
     # ------------------------------------------------------------ terminal
 
@@ -120,7 +142,13 @@ class DotasksRun:
         report = yield
         from .items import StepItem
 
-        if not isinstance(item, StepItem) or item.task_id is None:
+        if not isinstance(item, StepItem):
+            return report
+        if (report.when != "call" and report.failed and call.excinfo is not None
+                and isinstance(call.excinfo.value, DotasksError)):
+            # pytest renders setup errors without repr_failure; ours are a few plain lines.
+            report.longrepr = item.repr_failure(call.excinfo)
+        if item.task_id is None:
             return report
         status = None
         if report.when == "setup" and report.failed:
