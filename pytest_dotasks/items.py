@@ -75,6 +75,11 @@ class StepItem(pytest.Item):
         self.runner: StepRunner | None = None
         self.failed_phase: str | None = None
         self.background_started = False
+        # Fixture support for a non-Python item, as pytest-markdown-docs does:
+        # autouse and usefixtures fixtures (and dotasks_step & co.) work for steps.
+        self.funcargs: dict[str, Any] = {}
+        self._fixtureinfo = self.session._fixturemanager.getfixtureinfo(node=self, func=None, cls=None)
+        self.fixturenames = self._fixtureinfo.names_closure
 
     @property
     def spec_path(self) -> Path:
@@ -116,6 +121,10 @@ class StepItem(pytest.Item):
             log=log, settings=run.settings, state_dir=run.state_dir(self.spec_path), emit=run.emit,
         )
         self.runner = StepRunner(run, self.config, ctx, self.cfg)
+        from _pytest.fixtures import TopRequest
+
+        self._request = TopRequest(self, _ispytest=True)  # type: ignore[arg-type]
+        self._request._fillfixtures()
         run.emit("")
         run.emit(f"[TASK ID: {self.task_id}] STEP {self.step.number}: {self.step.title}")
         log.event(self.task_id, f"Starting Step {self.step.number}: {self.step.title}", step=self.step.number,

@@ -89,6 +89,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(run, "dotasks-run")
     config.pluginmanager.register(_Defaults(), "dotasks-defaults")
+    from . import fixtures
+
+    config.pluginmanager.register(fixtures, "dotasks-fixtures")
 
 
 class _Defaults:
