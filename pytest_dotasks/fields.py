@@ -288,9 +288,13 @@ def _check_cycles(spec: Spec, cfgs: dict[int, StepConfig]) -> None:
                 if color[nxt] == GREY:
                     cyc = path[path.index(nxt):] + [nxt]
                     lines = ", ".join(f"STEP {n} (line {by_number[n].line})" for n in cyc[:-1])
+                    # Point at the 'needs:' that closes the cycle (the step's header
+                    # when that edge is the default "previous step").
+                    closing = by_number[node].field("needs")
                     raise SpecError(
                         "dependency cycle: " + " -> ".join(f"STEP {n}" for n in cyc) + f"; steps: {lines}",
-                        path=spec.path, line=by_number[nxt].line, fix="remove one of these 'needs:' entries",
+                        path=spec.path, line=closing.line if closing else by_number[node].line,
+                        fix="remove one of these 'needs:' entries",
                     )
                 if color[nxt] == WHITE:
                     stack.append((nxt, 0))

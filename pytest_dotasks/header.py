@@ -45,6 +45,9 @@ class Header:
     title: str
     marker_text: str  # the marker region, "" when none
     trailing: str  # trailing white space of the line, kept on rewrite
+    # The text between the label and the marker region exactly as written (spacing
+    # included), so a rewrite changes nothing before the marker. None: " {title}".
+    head: str | None = None
 
     @property
     def marker(self) -> Marker:
@@ -61,19 +64,24 @@ def parse_header(line: str) -> Header | None:
     trailing = rest[len(body):]
     lead_mark = _LEADING_MARK.match(body)
     if lead_mark and lead_mark.group("sym"):
+        # The original command's "**STEP 4**: ✓ [...] [...] Title": read, and on
+        # rewrite normalised to "**STEP 4**: Title ✓ [...]".
         marker_text = body[: lead_mark.end()].strip()
-        title = body[lead_mark.end():].strip()
-        # Keep a trailing marker too, if a hand edit left both.
+        title = body[lead_mark.end():]
+        # Drop a trailing marker too, if a hand edit left both: a step never carries two.
         tail = _MARK_START.search(title)
         if tail:
             title = title[: tail.start()]
+        title = title.strip()
+        head = f" {title}" if title else ""
     else:
         start = _MARK_START.search(body)
         if start:
             marker_text = body[start.start() + 1:]
-            title = body[: start.start()]
+            head = body[: start.start()]
         else:
-            marker_text, title = "", body
+            marker_text, head = "", body
+        title = head
     return Header(
         lead=m.group("lead"),
         box=m.group("box"),
@@ -82,6 +90,7 @@ def parse_header(line: str) -> Header | None:
         title=title.strip(),
         marker_text=marker_text.strip(),
         trailing=trailing,
+        head=head,
     )
 
 
@@ -104,11 +113,14 @@ def read_marker(box: str, marker_text: str) -> Marker:
 def format_marker(status: str, task_id: str, timestamp: str, note: str = "") -> str:
     word = {STATUS_DONE: "✓", STATUS_FAILED: "✗ Failed", STATUS_RUNNING: "⏳ Running"}[status]
     text = f"{word} [task_id: {task_id}] [{timestamp}]"
+    # The marker must stay on its one line: a note with a line break (an error
+    # message, say) would otherwise add lines to the file.
+    note = " ".join(note.split())
     return f"{text} {note}" if note else text
 
 
 def render_header(h: Header, status: str, task_id: str, timestamp: str, note: str = "") -> str:
     """The header line with a new checkbox and marker; all else as it was."""
     box = ("x" if h.box == " " else h.box) if status == STATUS_DONE else " "
-    title = f" {h.title}" if h.title else ""
-    return f"{h.lead}{box}{h.label}{title} {format_marker(status, task_id, timestamp, note)}{h.trailing}"
+    head = h.head if h.head is not None else (f" {h.title}" if h.title else "")
+    return f"{h.lead}{box}{h.label}{head} {format_marker(status, task_id, timestamp, note)}{h.trailing}"

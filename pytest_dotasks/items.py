@@ -143,6 +143,16 @@ class StepItem(pytest.Item):
         from .marking import read_marker
 
         marker = read_marker(self.spec_path, self.step.number) or self.step.marker
+        if marker.status == STATUS_RUNNING and self.cfg.background:
+            from .background import RUNNING, BgTask, background_root, status
+
+            state = background_root(self.spec_path) / (marker.task_id or "-")
+            if (state / "pid.json").exists():
+                task = BgTask.load(state)
+                if status(task)[0] == RUNNING:
+                    # Never start a second copy of a training run that is still going.
+                    pytest.skip(f"STEP {self.step.number} is still running in the background "
+                                f"(pid {task.pid}) [task_id: {marker.task_id}]")
         if marker.status == STATUS_DONE and not run.settings.redo:
             tid = f" [task_id: {marker.task_id}]" if marker.task_id else ""
             pytest.skip(f"STEP {self.step.number} already done{tid}; --redo runs it again")
@@ -150,7 +160,7 @@ class StepItem(pytest.Item):
             outcome = run.outcomes.get((self.spec_path, dep))
             if outcome in ("failed", "error"):
                 pytest.skip(f"STEP {dep} failed in this run; STEP {self.step.number} needs it")
-            if outcome in ("passed", "running", "dry"):
+            if outcome in ("passed", "dry"):
                 continue
             if outcome == "skipped":
                 dep_marker = read_marker(self.spec_path, dep)
@@ -158,22 +168,31 @@ class StepItem(pytest.Item):
                     pytest.skip(f"STEP {dep} did not run; STEP {self.step.number} needs it")
                 continue
             dep_marker = read_marker(self.spec_path, dep)
+            if dep_marker is not None and dep_marker.status == STATUS_RUNNING and not run.settings.dry_run:
+                final = run.wait_for_background(self.spec_path, dep, dep_marker.task_id, self.cfg.timeout)
+                if final == STATUS_RUNNING:
+                    self._fail_preflight(run, f"STEP {dep} is still running in the background after "
+                                         f"{self.cfg.timeout:g}s (this step's timeout)",
+                                         "raise this step's timeout: or run it later", needs=dep)
+                if final != STATUS_DONE:
+                    pytest.skip(f"STEP {dep} failed in the background; STEP {self.step.number} needs it")
+                continue
             if dep_marker is not None and dep_marker.status in (STATUS_DONE, STATUS_RUNNING):
                 continue
             if run.is_selected(self.spec_path, dep) and run.settings.dry_run:
                 continue
-            self.task_id = new_task_id(self.step.number)
-            self._prop("task_id", self.task_id)
-            self.failed_phase = "preflight"
-            self._prop("failed_phase", "preflight")
-            run.log_for(self.spec_path).event(
-                self.task_id, f"STEP {self.step.number} needs STEP {dep}, which is not done and not selected",
-                step=self.step.number, phase="preflight", event="dependency_missing", needs=dep)
-            raise PreflightFailed(
-                f"STEP {self.step.number} needs STEP {dep}, which is not done and not selected "
-                f"[{self.task_id}]",
-                fix=f"run it first (--steps {dep}-{self.step.number}) or add it to the selection",
-            )
+            self._fail_preflight(run, f"STEP {self.step.number} needs STEP {dep}, which is not done and not selected",
+                                 f"run it first (--steps {dep}-{self.step.number}) or add it to the selection",
+                                 needs=dep)
+
+    def _fail_preflight(self, run: DotasksRun, message: str, fix: str, **data: Any) -> None:
+        self.task_id = new_task_id(self.step.number)
+        self._prop("task_id", self.task_id)
+        self.failed_phase = "preflight"
+        self._prop("failed_phase", "preflight")
+        run.log_for(self.spec_path).event(self.task_id, message, step=self.step.number, phase="preflight",
+                                          event="dependency", **data)
+        raise PreflightFailed(f"{message} [{self.task_id}]", fix=fix)
 
     def runtest(self) -> None:
         assert self.runner is not None
@@ -186,6 +205,20 @@ class StepItem(pytest.Item):
             run.outcomes[(self.spec_path, self.step.number)] = "dry"
             self.runner.ctx.log_event("main", "dry_run", "dry run: body not run")
             pytest.skip("dry run: pre-flight passed, body not run")
+        if self.cfg.background and self.cfg.run:
+            from .runner import step_env
+
+            task = run.start_background(self, step_env(self.runner.ctx))
+            self.background_started = True
+            self._prop("background", "started")
+            self._prop("bg_pid", task.pid)
+            self._prop("bg_output", str(task.output))
+            if task.monitor:
+                self._prop("bg_monitor", task.monitor)
+            return
+        if self.cfg.background:
+            self.runner.ctx.log_event("main", "foreground", "background: yes needs a run: command; "
+                                      "the agent runs in the foreground")
         t0 = time.monotonic()
         try:
             self.runner.main_and_post()

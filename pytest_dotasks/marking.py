@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 from .errors import MarkError
@@ -35,19 +36,34 @@ class _HeaderCache:
     """
 
     def __init__(self) -> None:
-        self.text: str | None = None
-        self.lines: dict[int, int] = {}
+        # One tuple, swapped in one assignment: a reader in another thread never
+        # pairs one text with another text's line numbers.
+        self.entry: tuple[str | None, dict[int, int]] = (None, {})
+
+    @property
+    def text(self) -> str | None:
+        return self.entry[0]
+
+    @property
+    def lines(self) -> dict[int, int]:
+        return self.entry[1]
 
     def get(self, text: str) -> dict[int, int]:
-        if text != self.text:
+        cached_text, lines = self.entry
+        if text != cached_text:
             from .spec import header_lines
 
-            self.lines = header_lines(text)
-            self.text = text
-        return self.lines
+            lines = header_lines(text)
+            self.entry = (text, lines)
+        return lines
+
+    def put(self, text: str, lines: dict[int, int]) -> None:
+        self.entry = (text, lines)
 
 
 _cache = _HeaderCache()
+# The monitor thread settles background steps while the main thread marks.
+_cache_lock = threading.Lock()
 
 
 def spec_lock(spec_path: Path, timeout: float = LOCK_TIMEOUT):  # type: ignore[no-untyped-def]
@@ -61,6 +77,12 @@ def spec_lock(spec_path: Path, timeout: float = LOCK_TIMEOUT):  # type: ignore[n
 def rewrite_header(text: str, number: int, status: str, task_id: str, timestamp: str,
                    note: str = "", path: Path | None = None) -> str:
     """Pure: the text with STEP ``number``'s header re-marked. Raises MarkError."""
+    with _cache_lock:
+        return _rewrite(text, number, status, task_id, timestamp, note, path)
+
+
+def _rewrite(text: str, number: int, status: str, task_id: str, timestamp: str, note: str,
+             path: Path | None) -> str:
     index = _cache.get(text)
     if number not in index:
         raise MarkError(f"STEP {number} is no longer in the file", path=path,
@@ -71,6 +93,8 @@ def rewrite_header(text: str, number: int, status: str, task_id: str, timestamp:
     for _ in range(i):
         nl = _next_break(text, start)
         start = nl
+    if start == 0 and text.startswith("\ufeff"):
+        start = 1  # the BOM stays where it is, before the first line
     end = _line_end(text, start)
     line = text[start:end]
     h = parse_header(line)
@@ -78,7 +102,7 @@ def rewrite_header(text: str, number: int, status: str, task_id: str, timestamp:
         raise MarkError(f"STEP {number}'s header line could not be read", path=path, line=i + 1)
     new_line = render_header(h, status, task_id, timestamp, note)
     new_text = text[:start] + new_line + text[end:]
-    _cache.text, _cache.lines = new_text, index
+    _cache.put(new_text, index)
     return new_text
 
 
@@ -102,12 +126,13 @@ def read_marker(spec_path: Path, number: int) -> Marker | None:
         text = spec_path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    index = _cache.get(text)
+    with _cache_lock:
+        index = _cache.get(text)
     if number not in index:
         return None
     from .spec import split_lines
 
-    h = parse_header(split_lines(text)[index[number]])
+    h = parse_header(split_lines(text.removeprefix("\ufeff"))[index[number]])
     return h.marker if h else None
 
 
@@ -117,7 +142,7 @@ def mark(spec_path: Path, number: int, status: str, task_id: str, timestamp: str
     if not real.exists():
         raise MarkError("SPEC.md was deleted during the run; the marker was not written", path=spec_path,
                         fix="restore the file; the task log keeps this step's result")
-    if not os.access(real, os.W_OK):
+    if not _writable(real):
         raise MarkError("the plan file is read-only; the marker was not written", path=spec_path,
                         fix="make it writable (chmod u+w) or run with --no-mark")
     from filelock import Timeout
@@ -128,6 +153,22 @@ def mark(spec_path: Path, number: int, status: str, task_id: str, timestamp: str
     except Timeout:
         raise MarkError(f"could not lock the plan file within {LOCK_TIMEOUT:.0f}s", path=spec_path,
                         fix=f"another run holds {lock_path(real)}; wait for it or remove a stale lock file") from None
+
+
+def _writable(path: Path) -> bool:
+    """Would a person be allowed to write this file?
+
+    ``os.access`` says yes to root whatever the mode, and our rename would then
+    replace a file its owner had made read-only; so a file with no write bit at
+    all counts as read-only for everyone.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        return False
+    return os.access(path, os.W_OK)
 
 
 def _mark_locked(real: Path, shown: Path, number: int, status: str, task_id: str, timestamp: str,
@@ -142,7 +183,12 @@ def _mark_locked(real: Path, shown: Path, number: int, status: str, task_id: str
         raise MarkError("the plan file is no longer valid UTF-8; the marker was not written", path=shown) from None
     new_text = rewrite_header(text, number, status, task_id, timestamp, note, path=shown)
     mode = stat.S_IMODE(real.stat().st_mode)
-    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".dotasks-tmp", dir=real.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".dotasks-tmp", dir=real.parent)
+    except OSError as exc:
+        raise MarkError(f"cannot write beside the plan file: {exc.strerror}", path=shown,
+                        fix=f"make {real.parent} writable (the marker is written to a temporary file "
+                            "there, then renamed) or run with --no-mark; the file is unchanged") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(new_text.encode("utf-8"))

@@ -85,6 +85,11 @@ def pytest_configure(config: pytest.Config) -> None:
             config.args[:] = [str(specs[0])]
         elif str(specs[0]) not in config.args:
             config.args.append(str(specs[0]))
+    if not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") in ("load", "worksteal"):
+        # Steps of one dependency chain must stay on one worker, in order:
+        # workers tag each step with its chain (see _group_by_chain) and
+        # xdist's loadgroup scheduler keeps a tag on one worker.
+        config.option.dist = "loadgroup"
     run = DotasksRun(config, settings, specs)
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(run, "dotasks-run")
@@ -161,3 +166,28 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+    if hasattr(config, "workerinput"):
+        _group_by_chain(run, steps)
+
+
+def _group_by_chain(run: Any, steps: list[Any]) -> None:
+    """Suffix each step's node id with its dependency chain, as xdist's loadgroup expects."""
+    from .graph import components
+
+    groups: dict[Path, dict[int, int]] = {}
+    for it in steps:
+        if it.spec_path not in groups:
+            groups[it.spec_path] = components({n: c.needs for n, c in run.configs[it.spec_path].items()})
+        root = groups[it.spec_path][it.step.number]
+        _set_nodeid(it, f"{it.nodeid}@dotasks-{it.spec_path.stem}-chain{root}")
+
+
+def _set_nodeid(item: pytest.Item, nodeid: str) -> None:
+    # pytest < 9 keeps the id in ``_nodeid`` (what xdist itself sets for
+    # loadgroup); pytest 9 keeps a structured ``_id``.
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import coerce_node_id  # type: ignore[import-not-found]
+
+        item._id = coerce_node_id(nodeid)
+    else:
+        item._nodeid = nodeid

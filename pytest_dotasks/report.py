@@ -16,6 +16,9 @@ def write_summary(tr: Any, run: DotasksRun) -> None:
     for rec in sorted(run.records, key=lambda r: (r.spec, r.step)):
         by_spec.setdefault(rec.spec, []).append(rec)
     for spec, recs in by_spec.items():
+        for r in recs:
+            if r.outcome == "running":
+                _settle_view(r)
         counts = {k: sum(1 for r in recs if r.outcome == k) for k in ("passed", "failed", "error", "running", "skipped")}
         done = counts["passed"]
         failed = counts["failed"] + counts["error"]
@@ -36,6 +39,17 @@ def write_summary(tr: Any, run: DotasksRun) -> None:
             elif r.outcome == "skipped" and r.message:
                 line += f"  ({r.message})"
             tr.write_line(line)
+            if r.outcome == "running":
+                p = r.properties
+                tr.write_line(f"      pid {p.get('bg_pid')}, output {p.get('bg_output')}")
+                if p.get("bg_monitor"):
+                    from pathlib import Path
+
+                    from .background import tail_file
+
+                    last = tail_file(Path(r.spec).parent / str(p["bg_monitor"]), 2)
+                    for ln in last.splitlines():
+                        tr.write_line(f"      {p['bg_monitor']}: {ln}")
             p = r.properties
             tokens_in += int(p.get("input_tokens", 0) or 0)
             tokens_out += int(p.get("output_tokens", 0) or 0)
@@ -51,6 +65,21 @@ def write_summary(tr: Any, run: DotasksRun) -> None:
             tr.write_line("  dry run: no body ran, nothing was marked")
         elif run.settings.no_mark:
             tr.write_line("  --no-mark: SPEC.md was not changed")
+
+
+def _settle_view(r: Any) -> None:
+    """A background step that ended during the run shows its final state."""
+    from pathlib import Path
+
+    from .marking import read_marker
+    from .model import STATUS_DONE, STATUS_FAILED
+
+    m = read_marker(Path(r.spec), r.step)
+    if m is not None and m.task_id == r.task_id:
+        if m.status == STATUS_DONE:
+            r.outcome = "passed"
+        elif m.status == STATUS_FAILED:
+            r.outcome, r.phase = "failed", "background"
 
 
 def _path(spec: str) -> Any:

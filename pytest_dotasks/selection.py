@@ -44,6 +44,9 @@ def parse_steps(text: str | None) -> Selection:
             )
         lo = int(m.group(1))
         hi = int(m.group(2) or lo)
+        if lo < 1:
+            raise SettingsError(f"invalid --steps value {text!r}: step numbers start at 1",
+                                fix="write e.g. --steps 1-5")
         if hi < lo:
             raise SettingsError(f"invalid --steps range {part.strip()!r}: {hi} is below {lo}",
                                 fix=f"write --steps {hi}-{lo}")

@@ -51,6 +51,9 @@ class DotasksRun:
         self.outcomes: dict[tuple[Path, int], str] = {}  # this process: passed/failed/skipped/dry
         self.records: list[Record] = []
         self._logs: dict[Path, TaskLog] = {}
+        self.monitor: Any = None
+        self.bg_finished: list[tuple[Any, bool, str]] = []
+        self._pending: list[str] = []
         self.is_worker = hasattr(config, "workerinput")
 
     # ------------------------------------------------------------ plans
@@ -107,12 +110,196 @@ class DotasksRun:
         for path in self.parsed:
             self.selected[path] = final.get(path, set())
 
+    # ------------------------------------------------------------ background steps
+
+    def _monitor(self) -> Any:
+        if self.monitor is None:
+            from .background import Monitor
+
+            self.monitor = Monitor(self._bg_lines, self._bg_finish)
+        return self.monitor
+
+    def start_background(self, item: StepItem, env: dict[str, str]) -> Any:
+        from .background import launch
+
+        cfg = item.cfg
+        assert cfg.run is not None and item.task_id is not None
+        task = launch(item.task_id, item.step.number, item.spec_path, cfg.run, item.spec_path.parent, env,
+                      cfg.monitor, cfg.monitor_every, cfg.alert)
+        self.log_for(item.spec_path).event(
+            task.task_id, f"Started in the background (pid {task.pid})", step=task.step, phase="background",
+            event="started", pid=task.pid, command=cfg.run, output=str(task.output), monitor=cfg.monitor)
+        self.emit(f"[BACKGROUND] STEP {task.step} started (pid {task.pid}), output: {task.output}")
+        self._monitor().watch(task)
+        return task
+
+    def _bg_lines(self, task: Any, lines: list[str]) -> None:
+        from .background import alert_in
+
+        log = self.log_for(task.spec)
+        for line in lines:
+            log.event(task.task_id, line, step=task.step, phase="background", event="monitor",
+                      file=task.monitor)
+            hit = alert_in(line, task.alerts)
+            if hit:
+                log.event(task.task_id, f"ALERT '{hit}' in {task.monitor}: {line}", step=task.step,
+                          phase="background", event="alert", pattern=hit, line=line)
+                self.emit(f"⚠ ALERT STEP {task.step} [{task.task_id}]: '{hit}' in {task.monitor}: {line}", force=True)
+            else:
+                self.emit(f"[MONITOR] STEP {task.step}: {line}")
+
+    def _bg_finish(self, task: Any, state: str, code: int | None) -> None:
+        self.settle(task, state, code)
+
+    def settle(self, task: Any, state: str, code: int | None) -> str | None:
+        """Write the final marker of a finished background step (exactly once across processes)."""
+        from .background import EXITED, claim
+        from .marking import read_marker
+
+        if not claim(task):
+            return None
+        log = self.log_for(task.spec)
+        marker = read_marker(task.spec, task.step)
+        if marker is None or marker.task_id != task.task_id or marker.status != STATUS_RUNNING:
+            log.event(task.task_id, "background step finished; its marker was changed meanwhile, left as it is",
+                      step=task.step, phase="background", event="finished", state=state, exit_code=code)
+            return None
+        if state != EXITED:
+            from .background import kill_orphan
+
+            kill_orphan(task)
+        ok = state == EXITED and code == 0
+        detail = ""
+        if ok:
+            ok, detail = self._bg_post(task)
+        note = "" if ok else (f"(exit {code})" if state == EXITED and code else
+                             "(process vanished)" if state != EXITED else "(post-validation failed)")
+        status = STATUS_DONE if ok else STATUS_FAILED
+        from .marking import mark
+        from .tasklog import now_iso
+
+        try:
+            if not (self.settings.no_mark or self.settings.dry_run):
+                mark(task.spec, task.step, status, task.task_id, now_iso(), note)
+        except MarkError as exc:
+            log.event(task.task_id, exc.one_line(), step=task.step, phase="mark", event="mark_failed")
+        message = (f"STEP {task.step} finished in the background: exit {code}" if state == EXITED
+                   else f"STEP {task.step}: background process vanished (killed?)")
+        log.event(task.task_id, message + ("" if ok else " - FAILED"), step=task.step, phase="background",
+                  event="finished", state=state, exit_code=code, ok=ok, detail=detail)
+        self.bg_finished.append((task, ok, message + (f"; {detail}" if detail else "")))
+        if ok:
+            self.emit(f"[BACKGROUND] ✓ {message} [{task.task_id}]", force=True)
+        else:
+            why = f": {detail}" if detail else ""
+            self.emit(f"[BACKGROUND] ✗ {message}{why} [{task.task_id}]; output: {task.output}", force=True)
+        return status
+
+    def _bg_post(self, task: Any) -> tuple[bool, str]:
+        """Post-validation of a background step once its body has ended."""
+        from . import builtin_checks as bc
+        from .checks import run_checks
+
+        cfg = self.config_of(task.spec, task.step)
+        if cfg is None:
+            try:
+                from .fields import validate_spec
+                from .spec import parse_file
+
+                cfg = validate_spec(parse_file(task.spec)).get(task.step)
+            except DotasksError:
+                cfg = None
+        if cfg is None:
+            return True, ""
+        checks = [bc.output_check(o) for o in cfg.outputs] + [bc.shell_check(c, "post") for c in cfg.validate]
+        checks += bc.metrics_checks(cfg)[0]
+        if not checks:
+            return True, ""
+        results = run_checks(checks, root=task.spec.parent, timeout=self.settings.post_timeout,
+                             workers=self.settings.check_workers)
+        log = self.log_for(task.spec)
+        for r in results:
+            log.event(task.task_id, f"{r.name}: {'ok' if r.ok else 'FAILED'}", step=task.step, phase="post",
+                      event="check", check=r.name, ok=r.ok, seconds=round(r.seconds, 3), severity=r.severity,
+                      detail=r.detail[-2000:])
+        failed = [r for r in results if r.blocking]
+        return (not failed), "; ".join(f"{r.name}: {r.detail.splitlines()[0] if r.detail else 'failed'}"
+                                      for r in failed)
+
+    def reconcile(self) -> None:
+        """Settle background steps of earlier runs that ended (or vanished) since."""
+        from .background import RUNNING, status, tasks_for
+
+        for spec in self.specs:
+            for task in tasks_for(spec):
+                if (task.state / "settled").exists():
+                    continue
+                state, code = status(task)
+                if state == RUNNING:
+                    self._monitor().watch(task)
+                else:
+                    self.settle(task, state, code)
+
+    def wait_for_background(self, spec: Path, dep: int, task_id: str | None, limit: float | None) -> str:
+        """Block until STEP ``dep``'s background body ends; returns its final status."""
+        import time as _time
+
+        from .background import RUNNING, BgTask, background_root, status
+        from .marking import read_marker
+
+        state_dir = background_root(spec) / (task_id or "")
+        if not task_id or not (state_dir / "pid.json").exists():
+            return STATUS_FAILED
+        task = BgTask.load(state_dir)
+        start = _time.monotonic()
+        announced = False
+        while True:
+            state, code = status(task)
+            if state != RUNNING:
+                self.settle(task, state, code)
+                deadline = _time.monotonic() + 10
+                while not (task.state / "settled").exists() and _time.monotonic() < deadline:
+                    _time.sleep(0.05)
+                marker = read_marker(spec, dep)
+                return marker.status if marker is not None else STATUS_FAILED
+            if limit is not None and _time.monotonic() - start > limit:
+                return STATUS_RUNNING
+            if not announced:
+                self.emit(f"[WAIT] STEP {dep} is still running in the background (pid {task.pid}); waiting...")
+                announced = True
+            _time.sleep(0.2)
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if not self.is_worker:
+            self.reconcile()
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor.poll_once()
+        self.flush_pending()
+
     # ------------------------------------------------------------ terminal
 
-    def emit(self, line: str) -> None:
-        """A live line under ``-v`` (controller only; workers have no terminal)."""
-        if self.is_worker or self.config.get_verbosity() < 1:
+    def emit(self, line: str, force: bool = False) -> None:
+        """A live line under ``-v`` (``force``: always); controller only, workers have no terminal."""
+        if self.is_worker or (self.config.get_verbosity() < 1 and not force):
             return
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            # The monitor thread must not toggle capturing under a running test:
+            # its lines wait for the main thread (next emit or report).
+            self._pending.append(line)
+            return
+        self.flush_pending()
+        self._write(line)
+
+    def flush_pending(self) -> None:
+        while self._pending:
+            self._write(self._pending.pop(0))
+
+    def _write(self, line: str) -> None:
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
         if tr is None:
             return
@@ -177,6 +364,9 @@ class DotasksRun:
         return report
 
     # ------------------------------------------------------------ summary (controller)
+
+    def pytest_runtest_logfinish(self) -> None:
+        self.flush_pending()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)

@@ -19,7 +19,12 @@ from .header import INLINE_HEADER, parse_header
 from .model import FIELD_NAMES, Field, Marker, Spec, Step
 
 _FIELD = re.compile(r"^(?P<key>[A-Za-z][\w-]*)[ \t]*:(?:[ \t]+(?P<value>.*)|[ \t]*)$", re.DOTALL)
-_DETAIL = re.compile(r"^(?:\*\*)?[ \t]*step[ \t]+(\d+)[ \t]*(?:\*\*)?[ \t]*(?:[:.\u2013\u2014-][ \t]*(.*))?$", re.I)
+# "STEP 8: Title", "Step 8 - Title", "**Step 8**". Not "Step 1-2: Setup" or "Step 1.2"
+# (ranges and sub-numbers are not one step's section).
+_DETAIL = re.compile(
+    r"^(?:\*\*)?[ \t]*step[ \t]+(\d+)[ \t]*(?:\*\*)?[ \t]*(?:[:.\u2013\u2014-](?![ \t]*\d)[ \t]*(.*))?$", re.I
+)
+_BOM = "\ufeff"
 _CODE_SPAN = re.compile(r"^(`+)[ \t]*(.*?)[ \t]*\1$", re.DOTALL)
 
 
@@ -49,6 +54,11 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+def _strip_bom(text: str) -> str:
+    """The text as markdown sees it: a leading BOM is no content (line numbers unchanged)."""
+    return text[1:] if text.startswith(_BOM) else text
+
+
 def split_lines(text: str) -> list[str]:
     """Lines without their endings (LF, CRLF or CR), as markdown-it numbers them."""
     return re.split(r"\r\n|\r|\n", text)
@@ -57,11 +67,14 @@ def split_lines(text: str) -> list[str]:
 class _Block:
     """A list item or heading with its source line range (0-based, end exclusive)."""
 
-    __slots__ = ("kind", "start", "end", "level", "inline", "depth", "quoted")
+    __slots__ = ("kind", "start", "end", "level", "inline", "depth", "quoted", "parent", "bullet")
 
-    def __init__(self, kind: str, start: int, end: int, level: int, depth: int, quoted: bool) -> None:
+    def __init__(self, kind: str, start: int, end: int, level: int, depth: int, quoted: bool,
+                 parent: _Block | None = None, bullet: bool = False) -> None:
         self.kind, self.start, self.end, self.level = kind, start, end, level
         self.depth, self.quoted = depth, quoted
+        self.parent = parent  # enclosing list item, if any
+        self.bullet = bullet  # a "-", "*" or "+" item (not "1." / "1)")
         self.inline = ""
 
 
@@ -79,7 +92,8 @@ def _blocks(text: str) -> list[_Block]:
         elif t == "blockquote_close":
             quote -= 1
         elif t == "list_item_open":
-            blk = _Block("item", tok.map[0], tok.map[1], 0, len(items), quote > 0)
+            blk = _Block("item", tok.map[0], tok.map[1], 0, len(items), quote > 0,
+                         parent=items[-1] if items else None, bullet=tok.markup in ("-", "*", "+"))
             items.append(blk)
             out.append(blk)
             pending = blk
@@ -87,7 +101,8 @@ def _blocks(text: str) -> list[_Block]:
             items.pop()
             pending = None
         elif t == "heading_open":
-            blk = _Block("heading", tok.map[0], tok.map[1], int(tok.tag[1]), len(items), quote > 0)
+            blk = _Block("heading", tok.map[0], tok.map[1], int(tok.tag[1]), len(items), quote > 0,
+                         parent=items[-1] if items else None)
             out.append(blk)
             pending = blk
         elif t == "inline" and pending is not None:
@@ -107,6 +122,8 @@ def _clean_value(key: str, value: str) -> str:
 
 
 def _field_of(blk: _Block, path: Path, warnings: list[str]) -> Field | None:
+    if not blk.bullet:  # "1. run: ..." in an Instructions list is prose, never a field
+        return None
     m = _FIELD.match(blk.inline)
     if not m:
         return None
@@ -145,6 +162,7 @@ def _body(lines: list[str], start: int, end: int, skip: set[int]) -> str:
 
 def parse_text(text: str, path: Path) -> Spec:
     """Parse plan text. Raises ``SpecError`` naming file and line."""
+    text = _strip_bom(text)
     lines = split_lines(text)
     blocks = _blocks(text)
     warnings: list[str] = []
@@ -203,22 +221,33 @@ def parse_text(text: str, path: Path) -> Spec:
 
     steps: list[Step] = []
     items = [b for b in blocks if b.kind == "item" and not b.quoted]
+    # Lines of every checklist step item: a detail section never takes them (a plan
+    # may put "- [ ] **STEP 8**" right under "## STEP 8:"), nor its field bullets.
+    in_step: set[int] = set()
+    for sblk, _ in step_items:
+        in_step.update(range(sblk.start, sblk.end))
     for blk, h in step_items:
         start = blk.start
         fields: list[Field] = []
         field_lines: set[int] = set()
-        ranges = [(blk.start + 1, _trim_end(lines, blk.start, blk.end))]
         d = detail.get(h.number)
+        # Fields are the step item's own sub-bullets, and the top-level bullets of its
+        # detail section; bullets nested deeper are description (examples, notes).
+        for it in items:
+            if it.parent is blk:
+                own = True
+            elif d is not None and d.end <= it.start < section_end[h.number] and it.start not in in_step:
+                own = it.parent is None or it.parent.start < d.start
+            else:
+                own = False
+            if own:
+                f = _field_of(it, path, warnings)
+                if f is not None:
+                    fields.append(f)
+                    field_lines.update(range(it.start, _trim_end(lines, it.start, it.end)))
+        parts = [_body(lines, blk.start + 1, _trim_end(lines, blk.start, blk.end), field_lines)]
         if d is not None:
-            ranges.append((d.end, section_end[h.number]))
-        for lo, hi in ranges:
-            for it in items:
-                if lo <= it.start < hi and it is not blk:
-                    f = _field_of(it, path, warnings)
-                    if f is not None:
-                        fields.append(f)
-                        field_lines.update(range(it.start, _trim_end(lines, it.start, it.end)))
-        parts = [_body(lines, lo, hi, field_lines) for lo, hi in ranges]
+            parts.append(_body(lines, d.end, section_end[h.number], field_lines | in_step))
         description = "\n\n".join(p for p in parts if p)
         steps.append(
             Step(
@@ -253,6 +282,7 @@ def parse_file(path: Path) -> Spec:
 
 def header_lines(text: str) -> dict[int, int]:
     """Step number -> 0-based line of its header, for the marker."""
+    text = _strip_bom(text)
     lines = split_lines(text)
     out: dict[int, int] = {}
     step_ranges: list[tuple[int, int]] = []
@@ -269,7 +299,7 @@ def header_lines(text: str) -> dict[int, int]:
 
 
 def iter_markers(text: str) -> Iterator[tuple[int, Marker]]:
-    lines = split_lines(text)
+    lines = split_lines(_strip_bom(text))
     for n, i in header_lines(text).items():
         h = parse_header(lines[i])
         if h is not None:
