@@ -7,8 +7,8 @@ from __future__ import annotations
 import glob as _glob
 import json
 import os
+import re
 import shlex
-import subprocess
 import sys
 import threading
 from collections.abc import Mapping
@@ -28,23 +28,45 @@ def _matches(root: Path, pattern: str) -> list[Path]:
 # ---------------------------------------------------------------- pre-flight
 
 
-def requires_check(module: str) -> Check:
-    def fn(ctx: CheckContext) -> CheckResult:
-        # A fresh interpreter: a broken install (ImportError inside the
-        # package) is caught, and nothing heavy is imported into pytest.
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-c", f"import {module}"], cwd=ctx.root, capture_output=True,
-                text=True, timeout=ctx.remaining(), env=ctx.env, start_new_session=True,
-            )
-        except subprocess.TimeoutExpired:
-            return CheckResult(f"import {module}", False, f"import {module} did not finish within {ctx.timeout:g}s")
-        if proc.returncode == 0:
-            return CheckResult(f"import {module}", True, f"{module} imports")
-        err = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-        return CheckResult(f"import {module}", False, f"cannot import {module}: {err}")
+_NOT_FOUND = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+_IMPORT_SCRIPT = "import {m} as _m; print('\\n__dotasks_version__=' + str(getattr(_m, '__version__', '') or ''))"
+_VERSION = re.compile(r"^__dotasks_version__=(.*)$", re.M)
 
-    return Check(f"import {module}", fn)
+
+def requires_check(module: str) -> Check:
+    """``module`` imports in a fresh interpreter (the one running pytest).
+
+    A fresh interpreter catches a broken install (an error raised inside the
+    package, a missing dependency of it), not just a missing one, and keeps
+    heavy SDKs out of pytest's own process. It runs in the project root, as
+    a ``run:`` command would, with the step's environment (``PYTHONPATH``
+    included); a hanging import is killed with its process group.
+    """
+    label = f"import {module}"
+
+    def fn(ctx: CheckContext) -> CheckResult:
+        cmd = f"{shlex.quote(sys.executable)} -c {shlex.quote(_IMPORT_SCRIPT.format(m=module))}"
+        res = run_shell(cmd, ctx.root, timeout=ctx.remaining(), env=ctx.env)
+        if res.timed_out:
+            return CheckResult(label, False, f"import {module} did not finish within {ctx.timeout:g}s",
+                               timed_out=True)
+        if res.ok:
+            found = _VERSION.search(res.output)  # a package may print a banner on import
+            version = found.group(1).strip() if found else ""
+            return CheckResult(label, True, f"{module} {version}".rstrip())
+        lines = res.output.strip().splitlines() or [f"exit {res.returncode}"]
+        last = lines[-1]
+        missing = _NOT_FOUND.search(last)
+        if missing and (module == missing.group(1) or module.startswith(missing.group(1) + ".")):
+            top = missing.group(1).split(".")[0]
+            return CheckResult(label, False, f"cannot import {module}: {module} is not installed "
+                                             f"(pip install {top}, or fix PYTHONPATH)")
+        # Installed but broken: say so, with the end of the traceback.
+        detail = f"cannot import {module}: installed but its import fails: {last}"
+        context = [ln for ln in lines[:-1] if ln.strip() and not ln.startswith("Traceback")][-6:]
+        return CheckResult(label, False, "\n".join([detail, *context]))
+
+    return Check(label, fn)
 
 
 def env_check(name: str, environ: Mapping[str, str] | None = None) -> Check:
@@ -112,29 +134,53 @@ def named_probe_names() -> frozenset[str]:
 # ---------------------------------------------------------------- post
 
 
+_JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+def _snippet(line: str, width: int = 60) -> str:
+    line = line.strip()
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
 def _count_records(path: Path) -> tuple[int, str | None]:
-    """Records in a JSON or JSON Lines file, or an error naming the bad line."""
-    if path.suffix == ".jsonl" or path.suffix == ".ndjson":
-        n = 0
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    json.loads(line)
-                except json.JSONDecodeError as exc:
-                    return n, f"{path.name}:{lineno}: invalid JSON ({exc.msg})"
-                n += 1
-        return n, None
+    """Records in a JSON or JSON Lines file, or an error naming the bad line.
+
+    JSON Lines: one record per non-blank line. JSON: the length of a
+    top-level array, else 1. Any other file: its non-blank lines.
+    """
     try:
+        if path.suffix in (".jsonl", ".ndjson"):
+            n = 0
+            with open(path, encoding="utf-8") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        return n, (f"{path.name}:{lineno}: invalid JSON ({exc.msg}, column {exc.colno}): "
+                                   f"{_snippet(line)}")
+                    n += 1
+            return n, None
+        if path.suffix == ".json":
+            text = path.read_text(encoding="utf-8")
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                bad = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
+                return 0, f"{path.name}:{exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno}): {_snippet(bad)}"
+            return (len(data) if isinstance(data, list) else 1), None
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        return 0, f"{path.name}:{exc.lineno}: invalid JSON ({exc.msg})"
-    return (len(data) if isinstance(data, list) else 1), None
+            return sum(1 for line in fh if line.strip()), None
+    except UnicodeDecodeError as exc:
+        return 0, f"{path.name}: not UTF-8 text (byte {exc.start})"
+    except OSError as exc:
+        return 0, f"{path.name}: cannot read ({exc.strerror})"
 
 
 def output_check(out: OutputSpec) -> Check:
+    """``out.pattern`` matched something, nothing matched is empty, JSON parses,
+    and there are at least ``out.min_records`` records in all matches together."""
     label = f"{out.pattern} created" + (f" (>= {out.min_records} records)" if out.min_records else "")
 
     def fn(ctx: CheckContext) -> CheckResult:
@@ -142,21 +188,25 @@ def output_check(out: OutputSpec) -> Check:
         if not found:
             return CheckResult(label, False, f"{out.pattern} was not created")
         total = 0
+        counted = False
         for p in found:
+            shown = p.relative_to(ctx.root) if p.is_relative_to(ctx.root) else p
             if p.is_file() and p.stat().st_size == 0:
-                return CheckResult(label, False, f"{p.relative_to(ctx.root) if p.is_relative_to(ctx.root) else p} is empty")
+                return CheckResult(label, False, f"{shown} is empty")
             if p.is_dir() and not any(p.iterdir()):
-                return CheckResult(label, False, f"{p.name}/ is empty")
-            if p.is_file() and p.suffix in (".json", ".jsonl", ".ndjson"):
+                return CheckResult(label, False, f"{shown}/ is empty")
+            if p.is_file() and (p.suffix in _JSON_SUFFIXES or out.min_records is not None):
                 n, err = _count_records(p)
                 if err:
                     return CheckResult(label, False, err)
                 total += n
+                counted = True
+        records = f"{total} record" + ("" if total == 1 else "s")
         if out.min_records is not None and total < out.min_records:
-            return CheckResult(label, False, f"{total} records, fewer than the {out.min_records} required",
+            return CheckResult(label, False, f"{records}, fewer than the {out.min_records} required",
                                data={"records": total})
-        detail = f"{total} records" if total else ", ".join(p.name for p in found[:3])
-        return CheckResult(label, True, detail, data={"records": total} if total else {})
+        detail = records if counted else ", ".join(p.name for p in found[:3])
+        return CheckResult(label, True, detail, data={"records": total} if counted else {})
 
     return Check(label, fn, severity=out.severity)
 
@@ -173,8 +223,43 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
+def _json_from_output(output: str) -> Any:
+    """The JSON a command printed: all of it, else the last JSON value that
+    ends the output (log lines and warnings before it are ignored)."""
+    text = output.strip()
+    if not text:
+        raise ValueError("the command printed nothing")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    lines = text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].lstrip().startswith(("{", "[")):
+            try:
+                return json.loads("\n".join(lines[i:]))
+            except json.JSONDecodeError:
+                continue
+    raise ValueError(f"no JSON object in its output (last line: {_snippet(lines[-1])})")
+
+
+def _is_metrics_file(root: Path, text: str) -> bool:
+    """A single word naming a ``.json`` file, or an existing file that is not a program."""
+    if not text or any(c.isspace() for c in text):
+        return False
+    path = Path(text) if os.path.isabs(text) else root / text
+    if path.suffix == ".json":
+        return True
+    return path.is_file() and not os.access(path, os.X_OK)
+
+
 class MetricsCollector:
-    """Reads every ``metrics:`` source once per step, shared by its threshold checks."""
+    """Reads every ``metrics:`` source once per step, shared by its threshold checks.
+
+    A source is a JSON file (``metrics: results/metrics.json``) or a command
+    printing JSON (``metrics: python eval.py --json``). Nested objects are
+    flattened with dots: ``{"eval": {"acc": 0.9}}`` gives ``eval.acc``.
+    """
 
     def __init__(self, sources: tuple[Command, ...]) -> None:
         self.sources = sources
@@ -189,24 +274,37 @@ class MetricsCollector:
                 return
             self._done = True
             for src in self.sources:
-                text = src.command
-                path = ctx.root / text
-                try:
-                    if " " not in text.strip() and (path.suffix == ".json" or path.is_file()):
-                        if not path.exists():
-                            self.error = f"metrics file {text} not found"
-                            return
-                        data = json.loads(path.read_text(encoding="utf-8"))
-                    else:
-                        res = run_shell(text, ctx.root, timeout=ctx.remaining(), env=ctx.env)
-                        if not res.ok:
-                            self.error = f"metrics command failed (exit {res.returncode}): {tail(res.output, 3)}"
-                            return
-                        data = json.loads(res.output.strip().splitlines()[-1] if res.output.strip() else "{}")
-                except (json.JSONDecodeError, IndexError) as exc:
-                    self.error = f"metrics from {text} are not JSON: {exc}"
+                self.error = self._read(src.command.strip(), ctx)
+                if self.error:
                     return
-                self.values.update(_flatten(data))
+
+    def _read(self, text: str, ctx: CheckContext) -> str | None:
+        if _is_metrics_file(ctx.root, text):
+            path = Path(text) if os.path.isabs(text) else ctx.root / text
+            if not path.is_file():
+                return f"metrics file {text} not found"
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                return f"metrics file {text} is not JSON: line {exc.lineno}: {exc.msg}"
+            except (OSError, UnicodeDecodeError) as exc:
+                return f"metrics file {text} cannot be read: {exc}"
+            where = f"metrics file {text}"
+        else:
+            res = run_shell(text, ctx.root, timeout=ctx.remaining(), env=ctx.env)
+            if res.timed_out:
+                return f"metrics command `{text}` timed out after {ctx.timeout:g}s"
+            if not res.ok:
+                return f"metrics command `{text}` failed (exit {res.returncode}): {tail(res.output, 3)}".rstrip()
+            try:
+                data = _json_from_output(res.output)
+            except ValueError as exc:
+                return f"metrics command `{text}` printed no JSON: {exc}"
+            where = f"metrics command `{text}`"
+        if not isinstance(data, dict):
+            return f"{where} gave a JSON {type(data).__name__}, not an object of named numbers"
+        self.values.update(_flatten(data))
+        return None
 
 
 def metrics_checks(cfg: StepConfig) -> tuple[list[Check], MetricsCollector]:
@@ -218,6 +316,9 @@ def metrics_checks(cfg: StepConfig) -> tuple[list[Check], MetricsCollector]:
             collector.collect(ctx)
             if collector.error:
                 return CheckResult(str(t), False, collector.error)
+            if not collector.sources:
+                return CheckResult(str(t), False, f"no metrics source for {t.name}: add a 'metrics:' bullet "
+                                                  "naming a JSON file or a command printing JSON")
             if t.name not in collector.values:
                 known = ", ".join(sorted(collector.values)) or "none"
                 return CheckResult(str(t), False, f"no metric named {t.name} (found: {known})")

@@ -5,13 +5,19 @@ each bounded by its own timeout counted from when it starts. A check that
 overruns is reported as timed out and abandoned: its thread is a daemon (it
 can never keep the interpreter alive) and shell checks kill their process
 group themselves when their deadline passes.
+
+A check function receives a ``CheckContext`` and returns a ``CheckResult``,
+``(ok, detail)``, a bool, or ``None`` (passed); raising (an ``assert``
+included) is a failure reported in one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,11 @@ class CheckContext:
 
     def remaining(self) -> float:
         return max(0.05, self.deadline - time.monotonic())
+
+    @property
+    def task_id(self) -> str | None:
+        """The task id of the step execution these checks belong to (``DOTASKS_TASK_ID``)."""
+        return (self.env or {}).get("DOTASKS_TASK_ID")
 
 
 @dataclasses.dataclass
@@ -60,19 +71,52 @@ class Check:
     timeout: float | None = None  # None: the phase's timeout
 
 
+def _where(exc: BaseException) -> str:
+    """``file.py:12`` of the innermost frame: where a check's own code gave up."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f" ({os.path.basename(last.filename)}:{last.lineno})"
+
+
+def _exception_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ("assertion failed" if isinstance(exc, AssertionError) else "")
+    return f"{type(exc).__name__}: {first}{_where(exc)}" if first else f"{type(exc).__name__}{_where(exc)}"
+
+
+def _as_result(check: Check, res: Any) -> CheckResult:
+    if isinstance(res, CheckResult):
+        return res
+    if res is None:  # a check that asserts and returns nothing passed
+        return CheckResult(check.name, True)
+    if isinstance(res, bool):
+        return CheckResult(check.name, res)
+    if isinstance(res, tuple) and len(res) == 2:
+        ok, detail = res
+        return CheckResult(check.name, bool(ok), "" if detail is None else str(detail))
+    return CheckResult(check.name, False, f"the check returned {type(res).__name__} {res!r:.60}; "
+                                          "return a CheckResult, (ok, detail), a bool or None")
+
+
 def _call(check: Check, ctx: CheckContext) -> CheckResult:
     start = time.monotonic()
     try:
-        res = check.fn(ctx)
-    except Exception as exc:  # a check's own bug is its failure, reported in one line
-        res = CheckResult(check.name, False, f"{type(exc).__name__}: {exc}")
-    if not isinstance(res, CheckResult):
-        ok, detail = res
-        res = CheckResult(check.name, bool(ok), detail)
+        res = _as_result(check, check.fn(ctx))
+    except BaseException as exc:  # noqa: BLE001 - a check's own bug is its failure, reported in one line
+        res = CheckResult(check.name, False, _exception_line(exc))
     res.name = res.name or check.name
     res.severity = check.severity
     res.seconds = time.monotonic() - start
     return res
+
+
+def _grace(limit: float) -> float:
+    # A shell check kills its own group at the deadline and reports its
+    # output, which says more than our "timed out": give it a moment (a
+    # tenth of the limit, 0.2 s to 1 s) before the pool gives up on it.
+    return min(1.0, max(0.2, limit * 0.1))
 
 
 def run_checks(
@@ -84,13 +128,22 @@ def run_checks(
     env: dict[str, str] | None = None,
     on_result: Callable[[CheckResult], None] | None = None,
 ) -> list[CheckResult]:
-    """Run ``checks`` concurrently; results in the order given."""
+    """Run ``checks`` concurrently; results in the order given.
+
+    ``on_result`` is called (from a worker thread, under the pool's lock) as
+    each result arrives, timed-out ones included; if it raises, the pool
+    still finishes and the first such exception is raised here.
+    """
     n = len(checks)
+    if n == 0:
+        return []
+    workers = max(1, int(workers))
     results: list[CheckResult | None] = [None] * n
     started: dict[int, float] = {}
     cond = threading.Condition()
     running = 0
     next_index = 0
+    callback_error: list[BaseException] = []
 
     def worker(i: int, ctx: CheckContext) -> None:
         nonlocal running
@@ -100,7 +153,10 @@ def run_checks(
                 results[i] = res
                 running -= 1
                 if on_result is not None:
-                    on_result(res)
+                    try:
+                        on_result(res)
+                    except BaseException as exc:  # noqa: BLE001 - re-raised by the caller's thread
+                        callback_error.append(exc)
             cond.notify_all()
 
     with cond:
@@ -123,11 +179,9 @@ def run_checks(
                 if results[i] is not None:
                     continue
                 limit = checks[i].timeout or timeout
-                # Grace of a second: a shell check kills its own group at the
-                # deadline and reports its output, which says more than ours.
-                end = t0 + limit + 1.0
+                end = t0 + limit + _grace(limit)
                 if now >= end:
-                    res = CheckResult(checks[i].name, False, f"timed out after {limit:g}s",
+                    res = CheckResult(checks[i].name, False, f"timed out after {limit:g}s (abandoned)",
                                       seconds=now - t0, timed_out=True, severity=checks[i].severity)
                     results[i] = res
                     running -= 1
@@ -140,4 +194,6 @@ def run_checks(
             if running < workers and next_index < n:
                 continue
             cond.wait(timeout=None if wake is None else max(0.01, wake - time.monotonic()))
+    if callback_error:
+        raise callback_error[0]
     return [r for r in results if r is not None]

@@ -102,26 +102,54 @@ def _err(step: Step, f: Field, message: str, fix: str) -> SpecError:
     return SpecError(f"STEP {step.number} field '{f.key}': {message}", path=step.path, line=f.line, fix=fix)
 
 
-def _needs(step: Step, previous: int | None) -> tuple[int, ...]:
-    f = step.field("needs")
-    if f is None:
-        return (previous,) if previous is not None else ()
+def _needs_of(step: Step, f: Field) -> list[int]:
     if f.value.strip().lower() in ("none", "-", ""):
-        return ()
+        return []
     out: list[int] = []
     for part in split_list(f.value):
         m = re.fullmatch(r"(?:step\s*)?(\d+)", part.strip(), re.I)
         if not m:
             raise _err(step, f, f"'{part}' is not a step number", "write step numbers like 'needs: 3, 7' or 'none'")
         out.append(int(m.group(1)))
+    return out
+
+
+def _needs(step: Step, previous: int | None) -> tuple[int, ...]:
+    # Every 'needs:' bullet counts (checklist and detail section alike), as for the
+    # other list fields; dropping all but the last would silently lose a dependency.
+    bullets = [f for f in step.fields if f.key == "needs"]
+    if not bullets:
+        return (previous,) if previous is not None else ()
+    out: list[int] = []
+    for f in bullets:
+        out.extend(n for n in _needs_of(step, f) if n not in out)
     return tuple(out)
+
+
+def _needs_line(step: Step, dep: int) -> int:
+    """Line of the 'needs:' bullet naming ``dep`` (the header for the default)."""
+    for f in step.fields:
+        if f.key == "needs" and dep in _needs_of(step, f):
+            return f.line
+    return step.line
+
+
+# Fields that take one value: a second bullet is an error, not a silent override.
+SINGLE_FIELDS = ("run", "agent", "model", "retries", "background", "monitor", "timeout", "kind")
 
 
 def config_of(step: Step, previous: int | None = None) -> StepConfig:
     """Typed view of a step's fields; raises SpecError on a malformed value."""
+    seen: dict[str, Field] = {}
     for f in step.fields:
         if not f.value and f.key not in ("needs",):
             raise _err(step, f, "has no value", f"write '{f.key}: <value>' or remove the bullet")
+        if f.key in SINGLE_FIELDS:
+            if f.key in seen:
+                fix = ("join the commands in one 'run:' (with &&) or move checks to 'validate:'" if f.key == "run"
+                       else f"keep one '{f.key}:' bullet")
+                raise _err(step, f, f"given twice (lines {seen[f.key].line} and {f.line})", fix)
+            seen[f.key] = f
 
     def one(key: str) -> Field | None:
         return step.field(key)
@@ -255,14 +283,13 @@ def validate_spec(spec: Spec) -> dict[int, StepConfig]:
     for step in spec.steps:
         for dep in cfgs[step.number].needs:
             if dep not in by_number:
-                f = step.field("needs")
                 raise SpecError(
                     f"STEP {step.number} needs STEP {dep}, which is not in the plan",
-                    path=spec.path, line=f.line if f else step.line, fix="fix the step number in 'needs:'",
+                    path=spec.path, line=_needs_line(step, dep), fix="fix the step number in 'needs:'",
                 )
             if dep == step.number:
                 raise SpecError(f"STEP {step.number} needs itself", path=spec.path,
-                                line=(step.field("needs") or step).line, fix="remove it from 'needs:'")
+                                line=_needs_line(step, dep), fix="remove it from 'needs:'")
     _check_cycles(spec, cfgs)
     return cfgs
 
@@ -290,10 +317,9 @@ def _check_cycles(spec: Spec, cfgs: dict[int, StepConfig]) -> None:
                     lines = ", ".join(f"STEP {n} (line {by_number[n].line})" for n in cyc[:-1])
                     # Point at the 'needs:' that closes the cycle (the step's header
                     # when that edge is the default "previous step").
-                    closing = by_number[node].field("needs")
                     raise SpecError(
                         "dependency cycle: " + " -> ".join(f"STEP {n}" for n in cyc) + f"; steps: {lines}",
-                        path=spec.path, line=closing.line if closing else by_number[node].line,
+                        path=spec.path, line=_needs_line(by_number[node], nxt),
                         fix="remove one of these 'needs:' entries",
                     )
                 if color[nxt] == WHITE:

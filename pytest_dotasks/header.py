@@ -123,4 +123,8 @@ def render_header(h: Header, status: str, task_id: str, timestamp: str, note: st
     """The header line with a new checkbox and marker; all else as it was."""
     box = ("x" if h.box == " " else h.box) if status == STATUS_DONE else " "
     head = h.head if h.head is not None else (f" {h.title}" if h.title else "")
+    if not head.strip():
+        # "**STEP 5**: ✗ Failed [...] [...] (exit 2)" would read back as the
+        # original command's after-colon form with the title "(exit 2)".
+        note = ""
     return f"{h.lead}{box}{h.label}{head} {format_marker(status, task_id, timestamp, note)}{h.trailing}"

@@ -51,7 +51,42 @@ def _unique(checks: list[Check]) -> list[Check]:
 
 
 def _symbol(res: CheckResult) -> str:
-    return "✓" if res.ok else ("!" if res.severity == ADVISORY else "✗")
+    return "✓" if res.ok else "✗"
+
+
+def _hook_checks(hook_name: str, returned: list[Any]) -> list[Check]:
+    """Flatten what the implementations of a check hook returned.
+
+    Each may return None, a ``Check`` or a list of them; a bare function is
+    taken as a check named after it. Anything else becomes a failing check
+    that says which hook returned what, instead of a plugin traceback.
+    """
+    out: list[Check] = []
+    for value in returned:
+        if value is None:
+            continue
+        items: list[Any] = [value]
+        if not (isinstance(value, (Check, str, bytes)) or callable(value)):
+            try:
+                items = list(value)
+            except TypeError:
+                pass
+        for obj in items:
+            if isinstance(obj, Check):
+                out.append(obj)
+            elif callable(obj):
+                out.append(Check(getattr(obj, "__name__", repr(obj)), obj))
+            else:
+                out.append(Check(f"{hook_name} result", _failing(
+                    f"{hook_name} returned {type(obj).__name__} {obj!r:.60}, not a Check")))
+    return out
+
+
+def _failing(message: str) -> Any:
+    def fn(ctx: Any) -> tuple[bool, str]:
+        return False, message
+
+    return fn
 
 
 class StepRunner:
@@ -64,9 +99,14 @@ class StepRunner:
         self.cfg = cfg
         self.seconds: dict[str, float] = {}
         self.results: dict[str, list[CheckResult]] = {}
-        self.advisories: list[CheckResult] = []
         self.metrics: dict[str, float] = {}
         self.session: Any = None
+
+    @property
+    def advisories(self) -> list[CheckResult]:
+        """Failed advisory checks of the latest run of each phase (a retried post counts once)."""
+        return [r for phase in ("preflight", "post") for r in self.results.get(phase, [])
+                if not r.ok and r.severity == ADVISORY]
 
     # ------------------------------------------------------------ checks
 
@@ -80,13 +120,17 @@ class StepRunner:
             workers=self.ctx.settings.check_workers,
         )
         for res in results:
-            self.ctx.emit(f"  {_symbol(res)} {res.name}" + (f": {res.detail.splitlines()[0]}" if res.detail and not res.ok else "")
-                          + f" [{res.seconds:.1f}s]")
-            self.ctx.log_event(phase, "check", f"{res.name}: {'ok' if res.ok else 'FAILED'}", check=res.name,
+            advisory = not res.ok and res.severity == ADVISORY
+            # A failure says why; a success only when it measured something
+            # (the seed's "✓ Character consistency: 97%", record counts).
+            first = res.detail.splitlines()[0] if res.detail and (not res.ok or res.data) else ""
+            self.ctx.emit(f"  {_symbol(res)} {res.name}" + (" (advisory)" if advisory else "")
+                          + (f": {first}" if first else "") + f" [{res.seconds:.1f}s]")
+            status = "ok" if res.ok else ("FAILED (advisory)" if advisory else "FAILED")
+            extra: dict[str, Any] = {"data": res.data} if res.data else {}
+            self.ctx.log_event(phase, "check", f"{res.name}: {status}", check=res.name,
                                ok=res.ok, seconds=round(res.seconds, 3), severity=res.severity,
-                               timed_out=res.timed_out, detail=res.detail[-2000:])
-            if not res.ok and res.severity == ADVISORY:
-                self.advisories.append(res)
+                               timed_out=res.timed_out, detail=res.detail[-2000:], **extra)
         self.results[phase] = results
         return results
 
@@ -115,15 +159,16 @@ class StepRunner:
                 continue
             planned = dry and self.run.is_selected(self.ctx.spec_path, dep)
             checks += [bc.input_check(o.pattern, producer=dep, planned=planned) for o in dep_cfg.outputs]
+        checks = _unique(checks)  # an input that is also a dependency's output is checked once
         probes = bc.named_probe_names()
         for cmd in cfg.checks:
             if cmd.command.strip() in probes:
                 checks.append(bc.probe_check(cmd.command.strip(), cmd.severity))
             else:
                 checks.append(bc.shell_check(cmd, "preflight"))
-        for extra in self.config.hook.pytest_dotasks_preflight_checks(step=step, config=self.config):
-            checks += list(extra or [])
-        return _unique(checks)
+        checks += _hook_checks("pytest_dotasks_preflight_checks",
+                               self.config.hook.pytest_dotasks_preflight_checks(step=step, config=self.config))
+        return checks
 
     def post_checks(self) -> list[Check]:
         cfg = self.cfg
@@ -131,8 +176,8 @@ class StepRunner:
         checks += [bc.shell_check(c, "post") for c in cfg.validate]
         mchecks, self._collector = bc.metrics_checks(cfg)
         checks += mchecks
-        for extra in self.config.hook.pytest_dotasks_post_checks(step=self.ctx.step, config=self.config):
-            checks += list(extra or [])
+        checks += _hook_checks("pytest_dotasks_post_checks",
+                               self.config.hook.pytest_dotasks_post_checks(step=self.ctx.step, config=self.config))
         return checks
 
     def preflight(self) -> None:
@@ -156,12 +201,16 @@ class StepRunner:
         finally:
             self.seconds["post"] = self.seconds.get("post", 0.0) + time.monotonic() - t0
         collector = getattr(self, "_collector", None)
-        if collector is not None:
-            self.metrics.update(collector.values)
+        found: dict[str, float] = dict(collector.values) if collector is not None else {}
         for r in results:
+            # A custom check's numbers (CheckResult.data) are metrics too.
             for k, v in r.data.items():
-                if isinstance(v, (int, float)) and k != "records":
-                    self.metrics.setdefault(k, float(v))
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "records":
+                    found.setdefault(k, float(v))
+        if found:
+            self.metrics.update(found)
+            self.ctx.log_event("post", "metrics", "metrics: " + ", ".join(f"{k}={v:g}" for k, v in found.items()),
+                               metrics=found)
         failed = [r for r in results if r.blocking]
         if failed:
             names = ", ".join(r.name for r in failed)

@@ -22,9 +22,12 @@ _FIELD = re.compile(r"^(?P<key>[A-Za-z][\w-]*)[ \t]*:(?:[ \t]+(?P<value>.*)|[ \t
 # "STEP 8: Title", "Step 8 - Title", "**Step 8**". Not "Step 1-2: Setup" or "Step 1.2"
 # (ranges and sub-numbers are not one step's section).
 _DETAIL = re.compile(
-    r"^(?:\*\*)?[ \t]*step[ \t]+(\d+)[ \t]*(?:\*\*)?[ \t]*(?:[:.\u2013\u2014-](?![ \t]*\d)[ \t]*(.*))?$", re.I
+    r"^(?:\*\*)?[ \t]*step[ \t]+(\d+)[ \t]*(?:\*\*)?[ \t]*(?:(?:[:\u2013\u2014]|[.-](?!\d))[ \t]*(.*))?$", re.I
 )
 _BOM = "\ufeff"
+# Near misses difflib does not see as close, named in the warning all the same.
+_ALIASES = {"retry": "retries", "depends": "needs", "depends_on": "needs", "depends-on": "needs",
+            "dependencies": "needs", "deps": "needs"}
 _CODE_SPAN = re.compile(r"^(`+)[ \t]*(.*?)[ \t]*\1$", re.DOTALL)
 
 
@@ -116,7 +119,9 @@ def _blocks(text: str) -> list[_Block]:
 def _clean_value(key: str, value: str) -> str:
     value = " ".join(part.strip() for part in value.splitlines()).strip()
     m = _CODE_SPAN.match(value)
-    if m and "`" not in m.group(2):
+    # One code span around the whole value: `a.txt` or `` uses `ticks` ``; not
+    # "`a` and `b`" (two spans), whose inner text holds a run as long as the fence.
+    if m and all(len(run) != len(m.group(1)) for run in re.findall(r"`+", m.group(2))):
         value = m.group(2)
     return value
 
@@ -138,6 +143,8 @@ def _field_of(blk: _Block, path: Path, warnings: list[str]) -> Field | None:
         )
     else:
         close = difflib.get_close_matches(lowered, FIELD_NAMES, n=1, cutoff=0.75)
+        if not close and lowered in _ALIASES:
+            close = [_ALIASES[lowered]]
         if close:
             warnings.append(
                 f"{path}:{blk.start + 1}: '{key}:' looks like the field '{close[0]}:'; "
@@ -208,13 +215,15 @@ def parse_text(text: str, path: Path) -> Spec:
         step_items.append((blk, h))
         phase_of[h.number] = heading_stack[-1].inline.strip() if heading_stack else None
 
-    # Section end of every detail heading: the next heading of its level or above.
+    # Section end of every detail heading: the next heading of its level or above, or
+    # the next step's detail heading at any level (never two steps' text in one).
     section_end: dict[int, int] = {}
     heads = [b for b in blocks if b.kind == "heading" and not b.quoted]
+    detail_heads = {id(b) for b in detail.values()}
     for n, blk in detail.items():
         end = len(lines)
         for other in heads:
-            if other.start > blk.start and other.level <= blk.level:
+            if other.start > blk.start and (other.level <= blk.level or id(other) in detail_heads):
                 end = other.start
                 break
         section_end[n] = end

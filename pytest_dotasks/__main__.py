@@ -1,0 +1,8 @@
+"""``python -m pytest_dotasks init DIR``: the console script without the script."""
+
+from __future__ import annotations
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
