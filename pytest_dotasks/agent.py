@@ -65,6 +65,11 @@ MODEL_FAMILIES: dict[str, ModelFamily] = {
     "claude-haiku-4": ModelFamily(1.0, 5.0, 1.25, 0.10, 32_000),
     "claude-3-5-haiku": ModelFamily(0.80, 4.0, 1.0, 0.08, 8_192),
     "claude-3-haiku": ModelFamily(0.25, 1.25, 0.30, 0.03, 4_096),
+    # Tier fallbacks for newer families (5.x and later) whose prices we have not
+    # verified: the latest known price of the tier. An estimate; check the bill.
+    "claude-opus": ModelFamily(5.0, 25.0, 6.25, 0.50, 32_000),
+    "claude-sonnet": ModelFamily(3.0, 15.0, 3.75, 0.30, 32_000),
+    "claude-haiku": ModelFamily(1.0, 5.0, 1.25, 0.10, 32_000),
 }
 DEFAULT_FAMILY = ModelFamily(3.0, 15.0, 3.75, 0.30, 8_192)
 
@@ -115,8 +120,9 @@ def plan_for(ctx: StepContext, *, native_tools: bool = False) -> AgentPlan:
     note = ""
     try:
         agent = defs.find_agent(root, name)
-    except defs.DefinitionError:
-        if explicit or name != defs.DEFAULT_AGENT or (root / defs.AGENTS_DIR / f"{name}.md").exists():
+    except defs.AgentNotFound:
+        # Only the default, asked for by nobody, falls back; a broken file never does.
+        if explicit or name != defs.DEFAULT_AGENT:
             raise
         agent = defs.BUILTIN_EXECUTOR
         note = f"no agent '{name}' in {defs.AGENTS_DIR}/; using the built-in {agent.name}"
@@ -180,7 +186,7 @@ class Transcript:
         self.scrub = scrub
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(self, kind: str, **data: Any) -> None:
+    def write(self, kind: str, /, **data: Any) -> None:
         line = json.dumps({"ts": now_iso(), "type": kind, **data}, ensure_ascii=False, default=str)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(self.scrub(line) + "\n")
@@ -201,11 +207,15 @@ class Usage:
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
 
     def add(self, model: str, usage: Any) -> dict[str, Any]:
-        turn = {
-            "input_tokens": int(getattr(usage, "input_tokens", 0) or 0),
-            "output_tokens": int(getattr(usage, "output_tokens", 0) or 0),
-            "cache_read_tokens": int(getattr(usage, "cache_read_input_tokens", 0) or 0),
-            "cache_write_tokens": int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
+        def get(key: str) -> int:
+            value = usage.get(key) if isinstance(usage, dict) else getattr(usage, key, 0)
+            return int(value or 0)
+
+        turn: dict[str, Any] = {
+            "input_tokens": get("input_tokens"),
+            "output_tokens": get("output_tokens"),
+            "cache_read_tokens": get("cache_read_input_tokens"),
+            "cache_write_tokens": get("cache_creation_input_tokens"),
         }
         f = model_family(model)
         cost = (turn["input_tokens"] * f.input + turn["output_tokens"] * f.output
@@ -352,8 +362,8 @@ class AnthropicSession:
     def _start_log(self) -> None:
         plan, ctx = self.plan, self.ctx
         ctx.properties["transcript"] = str(self.transcript.path)
-        info = dict(agent=plan.agent.name, model=plan.model, backend="anthropic", tools=list(plan.grants.names),
-                    skills=[s.name for s in plan.full_skills])
+        info = {"agent": plan.agent.name, "model": plan.model, "backend": "anthropic",
+                "tools": list(plan.grants.names), "skills": [s.name for s in plan.full_skills]}
         if plan.note:
             ctx.log_event("main", "agent_note", plan.note, agent=plan.agent.name)
         if plan.grants.ignored:
@@ -405,8 +415,8 @@ class AnthropicSession:
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
         blocks[-1] = _cached(blocks[-1])
         last["content"] = blocks
-        params: dict[str, Any] = dict(model=model, max_tokens=model_family(model).max_output, system=system,
-                                      messages=[*messages[:-1], last])
+        params: dict[str, Any] = {"model": model, "max_tokens": model_family(model).max_output, "system": system,
+                                  "messages": [*messages[:-1], last]}
         if tools:
             params["tools"] = tools
         # Each request line carries only the messages the transcript has not seen yet.
@@ -432,7 +442,8 @@ class AnthropicSession:
         body = getattr(exc, "body", None)
         detail = ""
         if isinstance(body, dict):
-            err = body.get("error") if isinstance(body.get("error"), dict) else body
+            inner = body.get("error")
+            err: dict[str, Any] = inner if isinstance(inner, dict) else body
             detail = f"{err.get('type', '')}: {err.get('message', '')}".strip(": ")
         detail = (detail or str(exc)).splitlines()[0] if (detail or str(exc)) else type(exc).__name__
         head = f"STEP {self.ctx.step.number}:"

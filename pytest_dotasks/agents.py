@@ -24,11 +24,13 @@ DEFAULT_MODEL = "sonnet"
 
 # Current ids for the aliases Claude Code agent files use. Data, not code:
 # users override or extend it with the ini linelist ``dotasks_model_aliases``
-# (``opus = claude-opus-4-5``), see ``alias_table``.
+# (``sonnet = claude-sonnet-4-6``), see ``alias_table``. Taken from the model
+# list of anthropic 2.13, newest per tier (it marks claude-sonnet-4-5 deprecated,
+# end of life 2026-11-30, and no longer lists claude-opus-4-1).
 MODEL_ALIASES: dict[str, str] = {
-    "haiku": "claude-haiku-4-5",
-    "sonnet": "claude-sonnet-4-5",
-    "opus": "claude-opus-4-1",
+    "haiku": "claude-haiku-5-5",
+    "sonnet": "claude-sonnet-5-5",
+    "opus": "claude-opus-5-5",
 }
 # ``model: inherit`` in an agent file: use the caller's model.
 INHERIT = "inherit"
@@ -38,6 +40,10 @@ class DefinitionError(DotasksError):
     """An agent or skill file is malformed, or a named one does not exist."""
 
     phase = "main"
+
+
+class AgentNotFound(DefinitionError):
+    """No agent file defines the name (as opposed to a file that cannot be read)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +115,10 @@ def _lenient_frontmatter(text: str) -> dict[str, Any] | None:
             continue
         m = _KEY_LINE.match(raw)
         if m and not raw[0].isspace():
-            key = m.group(1)
-            out[key] = _unquote(m.group(2).strip())
+            key, value = m.group(1), m.group(2).strip()
+            if value[:1] in ("[", "{") or (value[:1] in ("'", '"') and _unquote(value) == value):
+                return None  # a broken flow list or quote: the YAML error stands
+            out[key] = _unquote(value)
         elif key is not None and raw[0].isspace():
             item = raw.strip()
             if item.startswith("- "):
@@ -134,10 +142,9 @@ def _unquote(value: str) -> str:
 
 def parse_frontmatter(text: str, path: Path) -> tuple[dict[str, Any], str]:
     """Split ``---`` YAML frontmatter from the body. No frontmatter: ({}, text)."""
-    import yaml
+    import yaml  # type: ignore[import-untyped,unused-ignore]
 
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != "---":
         return {}, text
@@ -263,8 +270,8 @@ def find_agent(root: Path, name: str) -> AgentDef:
     if errors:
         raise errors[0]
     known = ", ".join(sorted({a.name for a in agents})) or "none"
-    raise DefinitionError(f"agent '{name}' not found in {AGENTS_DIR}/ (defined: {known})", path=root / AGENTS_DIR,
-                          fix=f"add {AGENTS_DIR}/{name}.md with 'name: {name}' or choose another with --agent or 'agent:'")
+    raise AgentNotFound(f"agent '{name}' not found in {AGENTS_DIR}/ (defined: {known})", path=root / AGENTS_DIR,
+                        fix=f"add {AGENTS_DIR}/{name}.md with 'name: {name}' or choose another with --agent or 'agent:'")
 
 
 # ------------------------------------------------------------ skills

@@ -85,13 +85,15 @@ def pid_alive(pid: int, starttime: str | None) -> bool:
 
 
 def launch(task_id: str, step: int, spec: Path, command: str, cwd: Path, env: dict[str, str],
-           monitor: str | None, monitor_every: float, alerts: Iterable[str]) -> BgTask:
+           monitor: str | None, monitor_every: float, alerts: Iterable[str],
+           timeout: float | None = None) -> BgTask:
     """Start ``command`` detached from pytest; returns once it is running."""
     state = background_root(spec) / task_id
     state.mkdir(parents=True, exist_ok=True)
     meta = {"task_id": task_id, "step": step, "spec": str(spec), "command": command, "cwd": str(cwd),
             "env": {k: v for k, v in env.items() if k.startswith("DOTASKS_")}, "monitor": monitor,
-            "monitor_every": monitor_every, "alerts": list(alerts), "started": time.time()}
+            "monitor_every": monitor_every, "alerts": list(alerts), "started": time.time(),
+            "timeout": timeout}
     (state / "meta.json").write_text(json.dumps(meta))
     out = subprocess.run([sys.executable, "-m", "pytest_dotasks.bgwrap", str(state)], cwd=str(cwd), env=env,
                          capture_output=True, text=True, timeout=30, check=True)

@@ -39,7 +39,20 @@ def supervise(state: Path) -> int:
                 pass
 
         signal.signal(signal.SIGTERM, forward)
-        code = proc.wait()
+        limit = meta.get("timeout")
+        try:
+            code = proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            # The step's timeout: is a whole-step limit, background or not.
+            forward(signal.SIGTERM, None)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                forward(signal.SIGKILL, None)
+                proc.wait()
+            _write_json(state / "exit.json", {"exit_code": 124, "timed_out": True, "timeout": limit,
+                                              "finished": time.time()})
+            return 124
     _write_json(state / "exit.json", {"exit_code": code, "finished": time.time()})
     return code
 

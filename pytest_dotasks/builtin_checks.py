@@ -30,7 +30,7 @@ def _matches(root: Path, pattern: str) -> list[Path]:
 
 _NOT_FOUND = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
 _IMPORT_SCRIPT = "import {m} as _m; print('\\n__dotasks_version__=' + str(getattr(_m, '__version__', '') or ''))"
-_VERSION = re.compile(r"^__dotasks_version__=(.*)$", re.M)
+_VERSION = re.compile(r"^__dotasks_version__=(.*)$", re.MULTILINE)
 
 
 def requires_check(module: str) -> Check:
@@ -137,6 +137,11 @@ def named_probe_names() -> frozenset[str]:
 _JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 
 
+def _json_error(exc: json.JSONDecodeError) -> str:
+    msg = exc.msg if exc.msg.endswith(" at") else exc.msg + " at"
+    return f"invalid JSON ({msg} column {exc.colno})"
+
+
 def _snippet(line: str, width: int = 60) -> str:
     line = line.strip()
     return line if len(line) <= width else line[: width - 3] + "..."
@@ -158,8 +163,7 @@ def _count_records(path: Path) -> tuple[int, str | None]:
                     try:
                         json.loads(line)
                     except json.JSONDecodeError as exc:
-                        return n, (f"{path.name}:{lineno}: invalid JSON ({exc.msg}, column {exc.colno}): "
-                                   f"{_snippet(line)}")
+                        return n, f"{path.name}:{lineno}: {_json_error(exc)}: {_snippet(line)}"
                     n += 1
             return n, None
         if path.suffix == ".json":
@@ -168,7 +172,7 @@ def _count_records(path: Path) -> tuple[int, str | None]:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
                 bad = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
-                return 0, f"{path.name}:{exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno}): {_snippet(bad)}"
+                return 0, f"{path.name}:{exc.lineno}: {_json_error(exc)}: {_snippet(bad)}"
             return (len(data) if isinstance(data, list) else 1), None
         with open(path, encoding="utf-8") as fh:
             return sum(1 for line in fh if line.strip()), None

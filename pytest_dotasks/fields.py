@@ -18,7 +18,7 @@ CRITICAL = "(critical)"
 _THRESHOLD = re.compile(r"^(?P<name>[A-Za-z_][\w.\-/]*)\s*(?P<op>>=|<=|==|!=|>|<)\s*(?P<num>-?\d+(?:\.\d+)?)$")
 _LOOKS_LIKE_THRESHOLD = re.compile(r"^[A-Za-z_][\w.\-/]*\s*(>=|<=|==|!=|=>|=<|>|<|=)")
 _MIN_RECORDS = re.compile(r"^(?P<glob>.+?)\s*>=\s*(?P<n>\d+)(?:\s*records?)?$")
-_MONITOR = re.compile(r"^(?P<path>\S+)(?:\s+every\s+(?P<every>\S+))?$", re.I)
+_MONITOR = re.compile(r"^(?P<path>\S+)(?:\s+every\s+(?P<every>\S+))?$", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z_]\w*$")
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _YES = {"yes", "true", "on", "1"}
@@ -107,7 +107,7 @@ def _needs_of(step: Step, f: Field) -> list[int]:
         return []
     out: list[int] = []
     for part in split_list(f.value):
-        m = re.fullmatch(r"(?:step\s*)?(\d+)", part.strip(), re.I)
+        m = re.fullmatch(r"(?:step\s*)?(\d+)", part.strip(), re.IGNORECASE)
         if not m:
             raise _err(step, f, f"'{part}' is not a step number", "write step numbers like 'needs: 3, 7' or 'none'")
         out.append(int(m.group(1)))
@@ -141,6 +141,7 @@ SINGLE_FIELDS = ("run", "agent", "model", "retries", "background", "monitor", "t
 def config_of(step: Step, previous: int | None = None) -> StepConfig:
     """Typed view of a step's fields; raises SpecError on a malformed value."""
     seen: dict[str, Field] = {}
+    f: Field | None
     for f in step.fields:
         if not f.value and f.key not in ("needs",):
             raise _err(step, f, "has no value", f"write '{f.key}: <value>' or remove the bullet")

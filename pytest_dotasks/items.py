@@ -155,17 +155,20 @@ class StepItem(pytest.Item):
                                 f"(pid {task.pid}) [task_id: {marker.task_id}]")
         if marker.status == STATUS_DONE and not run.settings.redo:
             tid = f" [task_id: {marker.task_id}]" if marker.task_id else ""
+            run.outcomes[(self.spec_path, self.step.number)] = "skipped"
             pytest.skip(f"STEP {self.step.number} already done{tid}; --redo runs it again")
         for dep in self.cfg.needs:
             outcome = run.outcomes.get((self.spec_path, dep))
             if outcome in ("failed", "error"):
-                pytest.skip(f"STEP {dep} failed in this run; STEP {self.step.number} needs it")
+                self._blocked(run, f"STEP {dep} failed in this run; STEP {self.step.number} needs it")
+            if outcome == "blocked":
+                self._blocked(run, f"STEP {dep} did not run; STEP {self.step.number} needs it")
             if outcome in ("passed", "dry"):
                 continue
             if outcome == "skipped":
                 dep_marker = read_marker(self.spec_path, dep)
                 if dep_marker is None or dep_marker.status != STATUS_DONE:
-                    pytest.skip(f"STEP {dep} did not run; STEP {self.step.number} needs it")
+                    self._blocked(run, f"STEP {dep} did not run; STEP {self.step.number} needs it")
                 continue
             dep_marker = read_marker(self.spec_path, dep)
             if dep_marker is not None and dep_marker.status == STATUS_RUNNING and not run.settings.dry_run:
@@ -175,7 +178,7 @@ class StepItem(pytest.Item):
                                          f"{self.cfg.timeout:g}s (this step's timeout)",
                                          "raise this step's timeout: or run it later", needs=dep)
                 if final != STATUS_DONE:
-                    pytest.skip(f"STEP {dep} failed in the background; STEP {self.step.number} needs it")
+                    self._blocked(run, f"STEP {dep} failed in the background; STEP {self.step.number} needs it")
                 continue
             if dep_marker is not None and dep_marker.status in (STATUS_DONE, STATUS_RUNNING):
                 continue
@@ -184,6 +187,11 @@ class StepItem(pytest.Item):
             self._fail_preflight(run, f"STEP {self.step.number} needs STEP {dep}, which is not done and not selected",
                                  f"run it first (--steps {dep}-{self.step.number}) or add it to the selection",
                                  needs=dep)
+
+    def _blocked(self, run: DotasksRun, reason: str) -> None:
+        """Skip because a dependency did not succeed; this step's dependents skip in turn."""
+        run.outcomes[(self.spec_path, self.step.number)] = "blocked"
+        pytest.skip(reason)
 
     def _fail_preflight(self, run: DotasksRun, message: str, fix: str, **data: Any) -> None:
         self.task_id = new_task_id(self.step.number)
@@ -248,12 +256,23 @@ class StepItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         exc = excinfo.value
+        if _is_timeout(exc) and not self.run.settings.full_trace:
+            phase = self.failed_phase or "main"
+            text = f"STEP {self.step.number} timed out in {phase}: {str(exc).strip()}"
+            if self.task_id:
+                text += f" [{self.task_id}]\nlog: grep {self.task_id} {self.run.log_for(self.spec_path).path}"
+            return text
         if isinstance(exc, DotasksError) and not self.run.settings.full_trace:
             text = exc.render()
             if self.task_id:
                 text += f"\nlog: grep {self.task_id} {self.run.log_for(self.spec_path).path}"
             return text
         return super().repr_failure(excinfo, style=style)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """pytest-timeout's signal method fails the test with "Timeout (>Ns) from pytest-timeout"."""
+    return isinstance(exc, pytest.fail.Exception) and "Timeout" in str(exc)
 
 
 RUN_KEY = pytest.StashKey[DotasksRun]()

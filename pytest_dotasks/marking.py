@@ -15,10 +15,14 @@ import stat
 import tempfile
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import MarkError
 from .header import parse_header, render_header
 from .model import Marker
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 LOCK_TIMEOUT = 60.0
 
@@ -66,7 +70,7 @@ _cache = _HeaderCache()
 _cache_lock = threading.Lock()
 
 
-def spec_lock(spec_path: Path, timeout: float = LOCK_TIMEOUT):  # type: ignore[no-untyped-def]
+def spec_lock(spec_path: Path, timeout: float = LOCK_TIMEOUT) -> FileLock:
     from filelock import FileLock
 
     path = lock_path(spec_path)

@@ -32,7 +32,7 @@ FAILURE_LINE = "STEP RESULT: FAILURE: <one-line reason>"
 # does not declare anything by accident.
 _VERDICT = re.compile(
     r"^[*_`>]*\s?STEP RESULT\s*:\s*[*_`]*\s*(SUCCESS|FAILURE|FAILED|FAIL)\b[*_`]*\s*(?:[:\-\u2013\u2014]\s*(.*?))?[*_`]*\s*$",
-    re.I | re.M,
+    re.IGNORECASE | re.MULTILINE,
 )
 
 NUDGE = (
@@ -92,29 +92,29 @@ def skills_section(full: Sequence[SkillDef], listed: Sequence[SkillDef], root: P
 def rules_section(root: Path, tool_names: Sequence[str], *, native_tools: bool = False) -> str:
     lines = [
         "# How this run works",
-        "You are executing one step of this project's implementation plan (SPEC.md). pytest-dotasks runs "
+        ("You are executing one step of this project's implementation plan (SPEC.md). pytest-dotasks runs "
         "the plan and hands you one step at a time; no person is watching, so nobody can answer a question: "
-        "decide, and state what you assumed.",
+        "decide, and state what you assumed."),
         f"- Project root: {root}. Work there; use paths relative to it.",
     ]
     if not native_tools:
         lines += [
-            f"- Your tools: {', '.join(tool_names) or 'none'}. File tools refuse paths outside the project root. "
+            (f"- Your tools: {', '.join(tool_names) or 'none'}. File tools refuse paths outside the project root. "
             "Each Bash call is a fresh shell in the project root (cd and exports do not carry over), with a "
-            "timeout, no terminal and no stdin.",
-            "- If your instructions mention tools you do not have here (Skill, TodoWrite, BashOutput, "
+            "timeout, no terminal and no stdin."),
+            ("- If your instructions mention tools you do not have here (Skill, TodoWrite, BashOutput, "
             "run_in_background), do without them: read a skill's SKILL.md with Read, keep your plan in your "
             "messages, and run long jobs in the foreground within the Bash timeout (or write a script the plan "
-            "runs later).",
+            "runs later)."),
         ]
     lines += [
-        "- Do not edit SPEC.md, .task_execution.log or anything under .dotasks/: pytest-dotasks marks the "
-        "step and logs the run itself.",
-        "- TEST the work before declaring success: run what you wrote (on a small input first), check that "
+        ("- Do not edit SPEC.md, .task_execution.log or anything under .dotasks/: pytest-dotasks marks the "
+        "step and logs the run itself."),
+        ("- TEST the work before declaring success: run what you wrote (on a small input first), check that "
         "every expected output exists and is not empty, and run each validation command yourself. "
-        "pytest-dotasks runs the validations again after you finish; if one fails, the step fails.",
-        "- When you are done, write a short summary of what you did and how you tested it. Its last line "
-        "must be exactly one of these (without the indentation):",
+        "pytest-dotasks runs the validations again after you finish; if one fails, the step fails."),
+        ("- When you are done, write a short summary of what you did and how you tested it. Its last line "
+        "must be exactly one of these (without the indentation):"),
         f"    {SUCCESS_LINE}",
         f"    {FAILURE_LINE}",
         "Declare failure rather than success when the step cannot be completed or its tests do not pass.",
@@ -184,8 +184,8 @@ def step_prompt(step: Step, task_id: str | None = None) -> str:
     lines += [
         "",
         "## Done when",
-        "The work is done and TESTED: run it before assuming it works, check the expected outputs and run "
-        "the validations yourself. Then end your final message with the STEP RESULT line.",
+        ("The work is done and TESTED: run it before assuming it works, check the expected outputs and run "
+        "the validations yourself. Then end your final message with the STEP RESULT line."),
     ]
     return "\n".join(lines)
 

@@ -125,7 +125,7 @@ class DotasksRun:
         cfg = item.cfg
         assert cfg.run is not None and item.task_id is not None
         task = launch(item.task_id, item.step.number, item.spec_path, cfg.run, item.spec_path.parent, env,
-                      cfg.monitor, cfg.monitor_every, cfg.alert)
+                      cfg.monitor, cfg.monitor_every, cfg.alert, timeout=cfg.timeout)
         self.log_for(item.spec_path).event(
             task.task_id, f"Started in the background (pid {task.pid})", step=task.step, phase="background",
             event="started", pid=task.pid, command=cfg.run, output=str(task.output), monitor=cfg.monitor)
@@ -172,7 +172,9 @@ class DotasksRun:
         detail = ""
         if ok:
             ok, detail = self._bg_post(task)
-        note = "" if ok else (f"(exit {code})" if state == EXITED and code else
+        timed_out = _timed_out(task)
+        note = "" if ok else (f"(timed out after {timed_out:g}s)" if timed_out else
+                             f"(exit {code})" if state == EXITED and code else
                              "(process vanished)" if state != EXITED else "(post-validation failed)")
         status = STATUS_DONE if ok else STATUS_FAILED
         from .marking import mark
@@ -331,8 +333,10 @@ class DotasksRun:
 
         if not isinstance(item, StepItem):
             return report
+        from .items import _is_timeout
+
         if (report.when != "call" and report.failed and call.excinfo is not None
-                and isinstance(call.excinfo.value, DotasksError)):
+                and (isinstance(call.excinfo.value, DotasksError) or _is_timeout(call.excinfo.value))):
             # pytest renders setup errors without repr_failure; ours are a few plain lines.
             report.longrepr = item.repr_failure(call.excinfo)
         if item.task_id is None:
@@ -396,6 +400,16 @@ class DotasksRun:
         from .report import write_summary
 
         write_summary(terminalreporter, self)
+
+
+def _timed_out(task: Any) -> float | None:
+    import json
+
+    try:
+        data = json.loads((task.state / "exit.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return float(data["timeout"]) if data.get("timed_out") else None
 
 
 def spec_paths_from(config: pytest.Config, settings: Settings) -> list[Path]:

@@ -8,6 +8,7 @@ line maps; the text we keep is the raw source, byte for byte.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
 from collections.abc import Iterator
@@ -22,7 +23,8 @@ _FIELD = re.compile(r"^(?P<key>[A-Za-z][\w-]*)[ \t]*:(?:[ \t]+(?P<value>.*)|[ \t
 # "STEP 8: Title", "Step 8 - Title", "**Step 8**". Not "Step 1-2: Setup" or "Step 1.2"
 # (ranges and sub-numbers are not one step's section).
 _DETAIL = re.compile(
-    r"^(?:\*\*)?[ \t]*step[ \t]+(\d+)[ \t]*(?:\*\*)?[ \t]*(?:(?:[:\u2013\u2014]|[.-](?!\d))[ \t]*(.*))?$", re.I
+    r"^(?:\*\*)?[ \t]*step[ \t]+(\d+)[ \t]*(?:\*\*)?[ \t]*(?:(?:[:\u2013\u2014]|[.-](?!\d))[ \t]*(.*))?$",
+    re.IGNORECASE,
 )
 _BOM = "\ufeff"
 # Near misses difflib does not see as close, named in the warning all the same.
@@ -70,7 +72,7 @@ def split_lines(text: str) -> list[str]:
 class _Block:
     """A list item or heading with its source line range (0-based, end exclusive)."""
 
-    __slots__ = ("kind", "start", "end", "level", "inline", "depth", "quoted", "parent", "bullet")
+    __slots__ = ("bullet", "depth", "end", "inline", "kind", "level", "parent", "quoted", "start")
 
     def __init__(self, kind: str, start: int, end: int, level: int, depth: int, quoted: bool,
                  parent: _Block | None = None, bullet: bool = False) -> None:
@@ -198,8 +200,10 @@ def parse_text(text: str, path: Path) -> Spec:
             continue
         if not INLINE_HEADER.match(blk.inline):
             continue
-        if any(s.start <= blk.start < s.end for s, _ in step_items):
-            continue  # a checkbox nested in a step is description
+        if step_items and blk.start < step_items[-1][0].end:
+            # A checkbox nested in a step is description. Blocks come in file order
+            # and steps never nest, so only the last step can hold this one.
+            continue
         h = parse_header(lines[blk.start])
         if h is None:  # label spread over lines or odd markup: not a step header line
             continue
@@ -235,6 +239,11 @@ def parse_text(text: str, path: Path) -> Spec:
     in_step: set[int] = set()
     for sblk, _ in step_items:
         in_step.update(range(sblk.start, sblk.end))
+    children: dict[int, list[_Block]] = {}
+    for it in items:
+        if it.parent is not None:
+            children.setdefault(id(it.parent), []).append(it)
+    starts = [it.start for it in items]
     for blk, h in step_items:
         start = blk.start
         fields: list[Field] = []
@@ -242,21 +251,21 @@ def parse_text(text: str, path: Path) -> Spec:
         d = detail.get(h.number)
         # Fields are the step item's own sub-bullets, and the top-level bullets of its
         # detail section; bullets nested deeper are description (examples, notes).
-        for it in items:
-            if it.parent is blk:
-                own = True
-            elif d is not None and d.end <= it.start < section_end[h.number] and it.start not in in_step:
-                own = it.parent is None or it.parent.start < d.start
-            else:
-                own = False
-            if own:
-                f = _field_of(it, path, warnings)
-                if f is not None:
-                    fields.append(f)
-                    field_lines.update(range(it.start, _trim_end(lines, it.start, it.end)))
+        candidates = list(children.get(id(blk), ()))
+        if d is not None:
+            lo, hi = bisect.bisect_left(starts, d.end), bisect.bisect_left(starts, section_end[h.number])
+            candidates += [it for it in items[lo:hi] if it.start not in in_step
+                           and (it.parent is None or it.parent.start < d.start)]
+        for it in candidates:
+            f = _field_of(it, path, warnings)
+            if f is not None:
+                fields.append(f)
+                field_lines.update(range(it.start, _trim_end(lines, it.start, it.end)))
         parts = [_body(lines, blk.start + 1, _trim_end(lines, blk.start, blk.end), field_lines)]
         if d is not None:
-            parts.append(_body(lines, d.end, section_end[h.number], field_lines | in_step))
+            end = section_end[h.number]
+            skip = field_lines | {i for i in range(d.end, end) if i in in_step}
+            parts.append(_body(lines, d.end, end, skip))
         description = "\n\n".join(p for p in parts if p)
         steps.append(
             Step(
@@ -298,12 +307,12 @@ def header_lines(text: str) -> dict[int, int]:
     for blk in _blocks(text):
         if blk.quoted or blk.kind != "item" or not INLINE_HEADER.match(blk.inline):
             continue
-        if any(lo <= blk.start < hi for lo, hi in step_ranges):
-            continue
+        if step_ranges and blk.start < step_ranges[-1][1]:
+            continue  # nested in the last step: description, as in parse_text
         h = parse_header(lines[blk.start])
-        if h is not None and h.number not in out:
-            out[h.number] = blk.start
+        if h is not None:
             step_ranges.append((blk.start, blk.end))
+            out.setdefault(h.number, blk.start)  # a duplicate (a parse error) keeps the first
     return out
 
 

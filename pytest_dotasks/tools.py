@@ -143,7 +143,7 @@ def task_schema(agents: Iterable[tuple[str, str]]) -> dict[str, Any]:
 
 # ------------------------------------------------------------ grants
 
-_BASH_PATTERN = re.compile(r"^Bash\((.*)\)$", re.S)
+_BASH_PATTERN = re.compile(r"^Bash\((.*)\)$", re.DOTALL)
 _SHELL_META = re.compile(r"[;&|<>`$\n()]")
 
 

@@ -228,3 +228,36 @@ def test_kill_9_then_continue_resumes(pytester: pytest.Pytester) -> None:
     res = pytester.runpytest("--spec", "SPEC.md", "--steps", "continue")
     res.assert_outcomes(passed=2, deselected=1)
     assert (pytester.path / "two.txt").exists() and (pytester.path / "three.txt").exists()
+
+
+def test_background_timeout_is_whole_step_limit(pytester: pytest.Pytester) -> None:
+    spec = pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Train forever
+  - run: sleep 60
+  - background: yes
+  - timeout: 1s
+- [ ] **STEP 2**: After
+  - run: echo after > after.txt
+""")
+    res = pytester.runpytest("--spec", "SPEC.md", "-rs")
+    res.assert_outcomes(passed=1, skipped=1)
+    res.stdout.fnmatch_lines(["*STEP 1 failed in the background; STEP 2 needs it*"])
+    assert header(spec.read_text(), 1).endswith("(timed out after 1s)")
+    assert not (pytester.path / "after.txt").exists()
+
+
+def test_blocked_chain_skips_all_the_way_down(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".md", SPEC="- [ ] **STEP 1**: a\n  - run: exit 1\n- [ ] **STEP 2**: b\n  - run: true\n"
+                                   "- [ ] **STEP 3**: c\n  - run: true\n")
+    res = pytester.runpytest("--spec", "SPEC.md", "-rs")
+    res.assert_outcomes(failed=1, skipped=2)
+    res.stdout.fnmatch_lines(["*STEP 1 failed in this run; STEP 2 needs it*", "*STEP 2 did not run; STEP 3 needs it*"])
+
+
+def test_pytest_timeout_report_is_short(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".md", SPEC="- [ ] **STEP 1**: Slow\n  - run: sleep 30\n")
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "--timeout", "1", "--timeout-method", "signal",
+                                        timeout=60)
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*STEP 1 timed out in main: Timeout (>1.0s) from pytest-timeout.*task_1_*"])
+    assert "def runtest" not in res.stdout.str() and "Traceback" not in res.stdout.str()

@@ -376,14 +376,16 @@ def test_jsonl_bad_line_is_named(tmp_path: Path) -> None:
     (tmp_path / "rows.jsonl").write_text('{"ok": 1}\n\n{"ok": 2}\n{"text": "unterminated\n{"ok": 4}\n')
     res = one(out("rows.jsonl"), tmp_path)
     assert not res.ok
-    assert res.detail.startswith("rows.jsonl:4: invalid JSON (")
-    assert res.detail.endswith('{"text": "unterminated')
+    assert res.detail == 'rows.jsonl:4: invalid JSON (Invalid control character at column 23): {"text": "unterminated'
+    (tmp_path / "trail.jsonl").write_text('{"ok": 1}\n{"ok": 2} extra\n')
+    assert one(out("trail.jsonl"), tmp_path).detail == 'trail.jsonl:2: invalid JSON (Extra data at column 11): {"ok": 2} extra'
+
 
 
 def test_json_bad_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text('{\n  "a": 1,\n  "b": oops\n}\n')
     res = one(out("m.json"), tmp_path)
-    assert not res.ok and res.detail.startswith("m.json:3: invalid JSON (") and '"b": oops' in res.detail
+    assert not res.ok and res.detail == 'm.json:3: invalid JSON (Expecting value at column 8): "b": oops'
 
 
 def test_records_summed_over_a_glob_and_lines_for_other_files(tmp_path: Path) -> None:

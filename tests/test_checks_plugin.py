@@ -550,3 +550,18 @@ def test_hanging_checks_are_abandoned(pytester: pytest.Pytester) -> None:
     assert {e["check"] for e in timed_out} == {"sleep 30 & echo $! > sleeper.pid; wait", "sleep 30",
                                                "waits forever"}
     assert all(e["timed_out"] and not e["ok"] for e in timed_out)
+
+
+def test_post_timeout_bounds_validations(pytester: pytest.Pytester) -> None:
+    spec = pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Slow smoke test
+  - run: true
+  - validate: sleep 30
+  - validate: echo quick
+""")
+    t0 = time.monotonic()
+    res = pytester.runpytest("--spec", "SPEC.md", "--post-timeout", "1")
+    assert time.monotonic() - t0 < 15
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*post-validation failed: sleep 30 [[]task_1_*", "*✗ sleep 30: timed out after 1s"])
+    assert "✗ Failed" in header(spec.read_text(), 1)

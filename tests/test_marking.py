@@ -56,8 +56,8 @@ def only_line_changed(before: bytes, after: bytes, index: int) -> None:
         # hand forms from the seed
         ("- [x] **STEP 1**: Setup Tinker API Access - Create account, obtain API key ✓ [2025-11-13]",
          STATUS_DONE, None, "2025-11-13", "Setup Tinker API Access - Create account, obtain API key"),
-        ("- [x] **STEP 8**: Generate Full Training Dataset - Run teacher ✓ [2025-11-13] [task_3-10_4a70c4a2] "
-         "(10 test examples)", STATUS_DONE, "task_3-10_4a70c4a2", "2025-11-13",
+        (("- [x] **STEP 8**: Generate Full Training Dataset - Run teacher ✓ [2025-11-13] [task_3-10_4a70c4a2] (10 test"
+          " examples)"), STATUS_DONE, "task_3-10_4a70c4a2", "2025-11-13",
          "Generate Full Training Dataset - Run teacher"),
         ("- [x] **STEP 11**: Configure - LoRA ✓ [2025-11-13] [task_11-20_75477e2f]",
          STATUS_DONE, "task_11-20_75477e2f", "2025-11-13", "Configure - LoRA"),
@@ -300,6 +300,31 @@ def test_mark_preserves_every_other_byte(tmp_path: Path, ending: str, bom: bool,
     assert all(s.done for s in spec.steps)
 
 
+@pytest.mark.parametrize("variant", ["as-is", "crlf+bom"])
+@pytest.mark.parametrize("source", [FIXTURES / "character-plan.md", SEED], ids=["character", "seed"])
+def test_marking_every_step_of_a_real_plan_touches_only_header_lines(tmp_path: Path, source: Path,
+                                                                      variant: str) -> None:
+    if not source.exists():
+        pytest.skip(f"{source} not available")
+    data = source.read_bytes()
+    if variant == "crlf+bom":
+        data = b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n")
+    f = tmp_path / "SPEC.md"  # a copy: the plan itself is never written
+    f.write_bytes(data)
+    before = parse_file(f)
+    for i, s in enumerate(before.steps):
+        status = (STATUS_DONE, STATUS_FAILED, STATUS_RUNNING)[i % 3]
+        prev = f.read_bytes()
+        mark(f, s.number, status, f"task_{s.number}_0f0f0f0f", TS, note="(exit 1)" if status == STATUS_FAILED else "")
+        only_line_changed(prev, f.read_bytes(), s.line - 1)
+    after = parse_file(f)
+    assert [(s.number, s.title, s.description, s.fields, s.phase) for s in after.steps] == \
+        [(s.number, s.title, s.description, s.fields, s.phase) for s in before.steps]
+    assert [s.marker.task_id for s in after.steps] == [f"task_{s.number}_0f0f0f0f" for s in before.steps]
+    rows = split_lines(f.read_bytes().decode("utf-8").removeprefix("\ufeff"))
+    assert all(symbols_in(rows[s.line - 1]) == 1 for s in after.steps)
+
+
 def test_mark_first_line_with_bom(tmp_path: Path) -> None:
     f = tmp_path / "SPEC.md"
     f.write_bytes(b"\xef\xbb\xbf- [ ] **STEP 1**: top\r\n- [ ] **STEP 2**: next\r\n")
@@ -442,7 +467,8 @@ def test_concurrent_marks_from_four_processes(tmp_path: Path) -> None:
     for n in range(1, N_STEPS + 1):
         body += [f"- [ ] **STEP {n}**: Step number {n}", f"  Description of {n}."]
     f.write_text("\n".join(body) + "\n")
-    ctx = multiprocessing.get_context("fork")
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
     procs = [ctx.Process(target=_worker, args=(str(f), p)) for p in range(N_PROCS)]
     for p in procs:
         p.start()

@@ -43,9 +43,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str] | str, cwd: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+def run(cmd: list[str], cwd: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, env=clean_env(**env), capture_output=True, text=True, timeout=timeout,
-                          shell=isinstance(cmd, str))
+                          check=False)
 
 
 def unmarked(text: str) -> str:
@@ -60,7 +60,7 @@ def unmarked(text: str) -> str:
 def readme_commands() -> list[str]:
     """The commands of the README's first code block (comments dropped)."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"```(?:bash|sh|console)?\n(.*?)```", text, re.S)
+    block = re.search(r"```(?:bash|sh|console)?\n(.*?)```", text, re.DOTALL)
     assert block, "README.md has no code block"
     return [ln.strip() for ln in block.group(1).splitlines() if ln.strip() and not ln.strip().startswith("#")]
 
@@ -248,11 +248,11 @@ def test_tinker_plan_dry_run_without_keys(tmp_path: Path) -> None:
     assert res.returncode in (0, 1), res.stdout[-3000:] + res.stderr
     cases = {tc.get("name"): tc for tc in ET.parse(tmp_path / "junit.xml").iter("testcase")}
     assert len(cases) == 20
-    errored = {}
+    errored: dict[int, str] = {}
     for name, tc in cases.items():
         err = tc.find("error")
         if err is not None:
-            errored[int(name.removeprefix("step"))] = (err.get("message", "") + (err.text or ""))
+            errored[int(str(name).removeprefix("step"))] = err.get("message", "") + (err.text or "")
     assert 1 in errored, "STEP 1 should stop at the missing TINKER_API_KEY"
     for n, text in errored.items():
         assert n in keyed, f"STEP {n} needs no key but its pre-flight failed: {text[:500]}"

@@ -227,7 +227,8 @@ class AnthropicStub:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -237,10 +238,10 @@ class AnthropicStub:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> AnthropicStub:
+    def __enter__(self) -> AnthropicStub:  # noqa: PYI034 (py3.10: no typing.Self)
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # ------------------------------------------------------------ handling

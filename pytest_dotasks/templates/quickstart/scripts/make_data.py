@@ -57,8 +57,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name, part in (("train.jsonl", records[:cut]), ("test.jsonl", records[cut:])):
         with open(out / name, "w", encoding="utf-8") as fh:
-            for rec in part:
-                fh.write(json.dumps(rec) + "\n")
+            fh.writelines(json.dumps(rec) + "\n" for rec in part)
         print(f"wrote {out / name}: {len(part)} records")
     return 0
 
