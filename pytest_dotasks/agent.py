@@ -254,7 +254,7 @@ def protected_paths(ctx: StepContext) -> list[Path]:
     return [ctx.spec_path, ctx.log.path, ctx.state_dir]
 
 
-def secret_names_present() -> list[str]:
+def api_key_values() -> list[str]:
     return [os.environ[k] for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN") if os.environ.get(k)]
 
 
@@ -308,7 +308,7 @@ class AnthropicSession:
         self.tasks = 0  # Task sub-conversations so far
         self.console: list[str] = []  # what BodyResult.output shows
         self.client: anthropic.Anthropic | None = None
-        ctx.log.add_secrets(secret_names_present())
+        ctx.log.add_secrets(api_key_values())
         self.transcript = Transcript(ctx.state_dir / "transcripts" / f"{ctx.task_id}.jsonl", ctx.log.scrub)
         env = step_environment(ctx)
         self.workspace = Workspace(ctx.root, env=env, protected=protected_paths(ctx), grants=plan.grants)
@@ -431,7 +431,10 @@ class AnthropicSession:
                 return stream.get_final_message()
         except anthropic.APIError as exc:
             raise self._api_failure(exc, model) from None
-        except TypeError as exc:  # the SDK found no credentials at all
+        except TypeError as exc:
+            if "authentication" not in str(exc):
+                raise
+            # The SDK found no credentials at all (e.g. only ANTHROPIC_PROFILE, pointing nowhere).
             raise BodyFailed(f"STEP {self.ctx.step.number}: cannot call the Anthropic API: {exc}",
                              fix="export ANTHROPIC_API_KEY=sk-ant-...") from None
 
@@ -495,7 +498,8 @@ class AnthropicSession:
                 last_text = texts
                 self.console.append(f"[{agent}] {texts}")
                 self.ctx.emit(f"  → {one_line(texts.splitlines()[0], 160)}")
-            self.transcript.write("response", agent=agent, model=model, id=getattr(response, "id", None),
+            self.transcript.write("response", agent=agent, conversation=conversation, model=model,
+                                  id=getattr(response, "id", None),
                                   stop_reason=response.stop_reason, content=content, usage=turn)
             self.ctx.log_event(
                 "main", "agent_turn",

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from . import prompt as prompts
-from .agent import AgentPlan, Transcript, Usage, combined_prompt, one_line, step_environment
+from .agent import AgentPlan, Transcript, Usage, api_key_values, combined_prompt, one_line, step_environment
 from .context import BodyResult, StepContext
 from .errors import BodyFailed
 from .process import run_shell, tail
@@ -46,6 +46,7 @@ class CommandSession:
         self.plan = plan
         self.feedback: list[str] = []
         self.attempt = 0
+        ctx.log.add_secrets(api_key_values())
         self.transcript = Transcript(ctx.state_dir / "transcripts" / f"{ctx.task_id}.jsonl", ctx.log.scrub)
 
     def run(self, feedback: str | None = None) -> BodyResult:
@@ -187,6 +188,7 @@ class ClaudeCodeSession:
         self.usage = Usage()
         self.attempt = 0
         self.console: list[str] = []
+        ctx.log.add_secrets(api_key_values())
         self.transcript = Transcript(ctx.state_dir / "transcripts" / f"{ctx.task_id}.jsonl", ctx.log.scrub)
 
     def run(self, feedback: str | None = None) -> BodyResult:

@@ -531,3 +531,15 @@ def test_claude_code_session_maps_messages_and_resumes_on_retry(root: Path, monk
     kinds = [json.loads(x)["type"] for x in (root / ".dotasks/transcripts/task_1_0badc0de.jsonl").read_text().splitlines()]
     assert kinds.count("message") == 4 and kinds.count("end") == 2
     assert [e["tool"] for e in events(root, "agent_tool")] == ["Write"]
+
+
+def test_stub_serves_the_models_probe_to_the_real_sdk(anthropic_stub: AnthropicStub) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(max_retries=0)
+    assert [m.id for m in client.models.list()] == ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-1"]
+    bad = anthropic.Anthropic(api_key="sk-ant-nope-000000", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        bad.models.list()
+    assert anthropic_stub.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
+    assert anthropic_stub.violations == []
