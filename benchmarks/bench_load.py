@@ -18,15 +18,17 @@ import statistics
 import subprocess
 import sys
 
-from _common import child_env, header, machine, ms, pytest_cmd, run, table, workdir
+from pathlib import Path
+
+from _common import Timing, child_env, header, machine, ms, pytest_cmd, python_tests, run, table, workdir
 
 HEAVY = ("anthropic", "tinker", "markdown_it", "yaml", "filelock")
-REPEATS = 9
+REPEATS = 7
 
 
-def importtime() -> None:
-    header("1. python -X importtime: import pytest_dotasks.plugin (pytest already imported)")
-    code = "import pytest; import pytest_dotasks.plugin"
+def _importtime(code: str, after: str) -> tuple[list[float], dict[str, int]]:
+    """Cumulative seconds of the top-level imports that follow ``after`` in ``code``, per run;
+    and the self time of each module the last run imported."""
     cumulative: list[float] = []
     modules: dict[str, int] = {}
     for k in range(REPEATS + 1):
@@ -41,7 +43,7 @@ def importtime() -> None:
             name = name.rstrip()
             level = (len(name) - len(name.lstrip()) - 1) // 2  # one space, then two per level
             bare = name.strip()
-            if level == 0 and bare == "pytest":
+            if level == 0 and bare == after:
                 seen_pytest = True
                 continue
             if not seen_pytest:
@@ -52,31 +54,48 @@ def importtime() -> None:
                 modules[bare] = int(self_us)
         if k:  # first run warms the .pyc caches
             cumulative.append(total / 1e6)
-    med = statistics.median(cumulative)
-    print(f"  import of pytest_dotasks.plugin after pytest: median {ms(med)}, min {ms(min(cumulative))} "
-          f"({REPEATS} runs)")
+    return cumulative, modules
+
+
+def importtime() -> None:
+    header("1. python -X importtime: import pytest_dotasks.plugin (pytest already imported)")
+    cumulative, modules = _importtime("import pytest; import pytest_dotasks.plugin", "pytest")
+    print(f"  import of pytest_dotasks.plugin after pytest: median {ms(statistics.median(cumulative))}, "
+          f"min {ms(min(cumulative))} ({REPEATS} runs)")
     print("  modules it imports that pytest had not (self time, last run):")
     for name, us in sorted(modules.items(), key=lambda kv: -kv[1]):
         print(f"    {name:40s} {us / 1000:7.2f} ms")
+    cumulative, modules = _importtime("import pytest, pytest_dotasks.plugin; import pytest_dotasks.items",
+                                      "pytest_dotasks.plugin")
+    print(f"  then pytest_dotasks.items (what pytest_collect_file imports for every collected file, "
+          f"even in a plain run): median {ms(statistics.median(cumulative))}, min {ms(min(cumulative))}")
+    print(f"    it pulls in: {', '.join(sorted(modules))}")
+
+
+def _compare(d: Path, args: list[str]) -> list[str]:
+    on: list[Timing] = []
+    off: list[Timing] = []
+    run(pytest_cmd(*args), d)  # warm-up (.pyc caches)
+    run(pytest_cmd("-p", "no:dotasks", *args), d)
+    for _ in range(REPEATS):  # interleaved, so drift in machine load hits both sides
+        on.append(run(pytest_cmd(*args), d)[0])
+        off.append(run(pytest_cmd("-p", "no:dotasks", *args), d)[0])
+    med = statistics.median
+    return [ms(med(off)), ms(med(on)), ms(med(on) - med(off)),
+            ms(med(t.cpu for t in off)), ms(med(t.cpu for t in on)),
+            ms(med(t.cpu for t in on) - med(t.cpu for t in off))]
 
 
 def startup() -> None:
-    header("2. pytest startup in an empty folder: plugin enabled vs -p no:dotasks")
+    header("2. pytest in a folder: plugin enabled vs -p no:dotasks (medians of interleaved runs)")
     rows = []
     with workdir() as d:
-        for label, args in (("pytest --version", ["--version"]), ("pytest --co -q", ["--co", "-q"])):
-            on: list[float] = []
-            off: list[float] = []
-            run(pytest_cmd(*args), d)  # warm-up
-            run(pytest_cmd("-p", "no:dotasks", *args), d)
-            for _ in range(REPEATS):  # interleaved, so drift in machine load hits both sides
-                on.append(run(pytest_cmd(*args), d)[0])
-                off.append(run(pytest_cmd("-p", "no:dotasks", *args), d)[0])
-            diffs = [a - b for a, b in zip(on, off)]
-            rows.append([label, ms(statistics.median(off)), ms(statistics.median(on)),
-                         ms(statistics.median(diffs)), ms(min(on) - min(off))])
-    table(rows, ["command", "no:dotasks (median)", "with plugin (median)", "difference (median)",
-                 "difference of mins"])
+        rows.append(["pytest --version (empty folder)", *_compare(d, ["--version"])])
+        rows.append(["pytest --co -q (empty folder)", *_compare(d, ["--co", "-q"])])
+        python_tests(d / "tests", 200)
+        rows.append(["pytest -q tests/ (200 plain tests)", *_compare(d, ["-q", "tests"])])
+    table(rows, ["command", "wall off", "wall on", "wall diff", "cpu off", "cpu on", "cpu diff"])
+    print("  off = -p no:dotasks; cpu = user+sys of the pytest process (steadier than wall on a busy machine)")
 
 
 CONFTEST = """\

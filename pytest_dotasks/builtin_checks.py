@@ -33,7 +33,7 @@ _IMPORT_SCRIPT = "import {m} as _m; print('\\n__dotasks_version__=' + str(getatt
 _VERSION = re.compile(r"^__dotasks_version__=(.*)$", re.MULTILINE)
 
 
-def requires_check(module: str) -> Check:
+def requires_check(module: str, severity: str = CRITICAL) -> Check:
     """``module`` imports in a fresh interpreter (the one running pytest).
 
     A fresh interpreter catches a broken install (an error raised inside the
@@ -66,20 +66,21 @@ def requires_check(module: str) -> Check:
         context = [ln for ln in lines[:-1] if ln.strip() and not ln.startswith("Traceback")][-6:]
         return CheckResult(label, False, "\n".join([detail, *context]))
 
-    return Check(label, fn)
+    return Check(label, fn, severity=severity)
 
 
-def env_check(name: str, environ: Mapping[str, str] | None = None) -> Check:
+def env_check(name: str, environ: Mapping[str, str] | None = None, severity: str = CRITICAL) -> Check:
     def fn(ctx: CheckContext) -> CheckResult:
         env = ctx.env if ctx.env is not None else (environ if environ is not None else os.environ)
         if env.get(name, "").strip():
             return CheckResult(f"${name}", True, f"{name} is set")  # never the value
         return CheckResult(f"${name}", False, f"{name} is not set; export {name}=... before running")
 
-    return Check(f"${name}", fn)
+    return Check(f"${name}", fn, severity=severity)
 
 
-def input_check(pattern: str, producer: int | None = None, planned: bool = False) -> Check:
+def input_check(pattern: str, producer: int | None = None, planned: bool = False,
+                severity: str = CRITICAL) -> Check:
     """``pattern`` must match an existing file or folder.
 
     ``producer``: the dependency step whose output this is. ``planned``: the
@@ -97,7 +98,7 @@ def input_check(pattern: str, producer: int | None = None, planned: bool = False
         who = f" (an output of STEP {producer})" if producer is not None else ""
         return CheckResult(label, False, f"{pattern}{who} not found in {ctx.root}")
 
-    return Check(label, fn)
+    return Check(label, fn, severity=severity)
 
 
 def shell_check(cmd: Command, phase: str) -> Check:

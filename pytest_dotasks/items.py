@@ -159,6 +159,8 @@ class StepItem(pytest.Item):
             pytest.skip(f"STEP {self.step.number} already done{tid}; --redo runs it again")
         for dep in self.cfg.needs:
             outcome = run.outcomes.get((self.spec_path, dep))
+            if run.settings.dry_run and outcome is not None:
+                continue  # a dry run checks every step's pre-flight, whatever its dependencies did
             if outcome in ("failed", "error"):
                 self._blocked(run, f"STEP {dep} failed in this run; STEP {self.step.number} needs it")
             if outcome == "blocked":

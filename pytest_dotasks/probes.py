@@ -15,6 +15,7 @@ imported only inside the probes. No pytest here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import time
@@ -209,10 +210,8 @@ def _tinker_sdk_check(tinker: Any, url: str, key: str | None) -> None:
         else:  # an SDK without it: the capabilities call through the public REST client
             tinker.RestClient(base_url=url, api_key=key).get_server_capabilities().result()
     finally:
-        try:
+        with contextlib.suppress(Exception):
             client.close("success")  # no session was made: this only releases connections
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def probe_tinker(timeout: float, environ: Mapping[str, str]) -> ProbeResult:
@@ -237,7 +236,8 @@ def probe_tinker(timeout: float, environ: Mapping[str, str]) -> ProbeResult:
         if isinstance(exc, tinker.TinkerError) and not hasattr(exc, "status_code") \
                 and type(exc).__name__ == "TinkerError":
             # raised before any request: a malformed key or no usable credential
-            return clock.result(False, f"tinker refused the credential before any request: {exc}; check {key_name}")
+            return clock.result(False, f"the tinker SDK refused the credential before sending it ({exc}); "
+                                       f"check {key_name}")
         return clock.result(False, _explain("tinker", url, key_name, exc, clock.timeout))
     return clock.result(True, f"tinker at {url} accepted the key ({key_name})")
 

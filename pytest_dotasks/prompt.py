@@ -93,28 +93,28 @@ def rules_section(root: Path, tool_names: Sequence[str], *, native_tools: bool =
     lines = [
         "# How this run works",
         ("You are executing one step of this project's implementation plan (SPEC.md). pytest-dotasks runs "
-        "the plan and hands you one step at a time; no person is watching, so nobody can answer a question: "
-        "decide, and state what you assumed."),
+         "the plan and hands you one step at a time; no person is watching, so nobody can answer a question: "
+         "decide, and state what you assumed."),
         f"- Project root: {root}. Work there; use paths relative to it.",
     ]
     if not native_tools:
         lines += [
             (f"- Your tools: {', '.join(tool_names) or 'none'}. File tools refuse paths outside the project root. "
-            "Each Bash call is a fresh shell in the project root (cd and exports do not carry over), with a "
-            "timeout, no terminal and no stdin."),
+             "Each Bash call is a fresh shell in the project root (cd and exports do not carry over), with a "
+             "timeout, no terminal and no stdin."),
             ("- If your instructions mention tools you do not have here (Skill, TodoWrite, BashOutput, "
-            "run_in_background), do without them: read a skill's SKILL.md with Read, keep your plan in your "
-            "messages, and run long jobs in the foreground within the Bash timeout (or write a script the plan "
-            "runs later)."),
+             "run_in_background), do without them: read a skill's SKILL.md with Read, keep your plan in your "
+             "messages, and run long jobs in the foreground within the Bash timeout (or write a script the plan "
+             "runs later)."),
         ]
     lines += [
         ("- Do not edit SPEC.md, .task_execution.log or anything under .dotasks/: pytest-dotasks marks the "
-        "step and logs the run itself."),
+         "step and logs the run itself."),
         ("- TEST the work before declaring success: run what you wrote (on a small input first), check that "
-        "every expected output exists and is not empty, and run each validation command yourself. "
-        "pytest-dotasks runs the validations again after you finish; if one fails, the step fails."),
+         "every expected output exists and is not empty, and run each validation command yourself. "
+         "pytest-dotasks runs the validations again after you finish; if one fails, the step fails."),
         ("- When you are done, write a short summary of what you did and how you tested it. Its last line "
-        "must be exactly one of these (without the indentation):"),
+         "must be exactly one of these (without the indentation):"),
         f"    {SUCCESS_LINE}",
         f"    {FAILURE_LINE}",
         "Declare failure rather than success when the step cannot be completed or its tests do not pass.",
@@ -185,7 +185,7 @@ def step_prompt(step: Step, task_id: str | None = None) -> str:
         "",
         "## Done when",
         ("The work is done and TESTED: run it before assuming it works, check the expected outputs and run "
-        "the validations yourself. Then end your final message with the STEP RESULT line."),
+         "the validations yourself. Then end your final message with the STEP RESULT line."),
     ]
     return "\n".join(lines)
 

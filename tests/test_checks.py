@@ -336,6 +336,10 @@ def test_env_check_never_shows_the_value(tmp_path: Path) -> None:
     for env in ({}, {"MY_KEY": "  "}):
         res = one(bc.env_check("MY_KEY"), tmp_path, env=env)
         assert not res.ok and "MY_KEY is not set" in res.detail
+    # Built-in pre-flight checks take a severity too (for when the fields allow one).
+    soft = [bc.env_check("MY_KEY", severity=ADVISORY), bc.input_check("nope.txt", severity=ADVISORY),
+            bc.requires_check("no_such_module_xyz", severity=ADVISORY)]
+    assert [(r.ok, r.blocking) for r in run(soft, tmp_path, env={})] == [(False, False)] * 3
 
 
 def test_input_check(tmp_path: Path) -> None:

@@ -5,13 +5,14 @@ Every server here is on 127.0.0.1. Timing asserts are loose (timeout + 5 s).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,10 +26,10 @@ from tests.stubs.tinker_stub import TinkerStub
 
 pytest_plugins = ["tests.stubs.tinker_fixtures"]
 
-pytest.importorskip("tinker")
+needs_tinker = pytest.mark.skipif(importlib.util.find_spec("tinker") is None, reason="tinker SDK not installed")
 
 SLACK = 5.0  # seconds allowed past a probe's timeout (loose on purpose)
-HANG_TIMEOUT = 1.5
+HANG_TIMEOUT = 1.0
 
 _SDK_ENV = ("TINKER_BASE_URL", "TINKER_API_KEY", "TINKER_CREDENTIAL_CMD", "TINKER_PROJECT_ID",
             "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE",
@@ -86,6 +87,7 @@ def test_importing_probes_imports_no_sdk() -> None:
 # ------------------------------------------------------------------ tinker
 
 
+@needs_tinker
 def test_tinker_ok_through_the_sdk(tinker_stub: TinkerStub) -> None:
     result = probe_tinker(10, os.environ)
     assert result.ok, result.reason
@@ -103,15 +105,19 @@ def test_tinker_ok_through_the_sdk(tinker_stub: TinkerStub) -> None:
     ("403", "(403 permission denied)"),
     ("402", "billing is not set up (402)"),
 ])
+@needs_tinker
 def test_tinker_refusals(tinker_stub_factory: Callable[..., TinkerStub], mode: str, expected: str) -> None:
     stub = tinker_stub_factory(mode)
     result = probe_tinker(10, tinker_env(stub.url))
     assert not result.ok
     reason = one_line(result)
-    assert expected in reason and stub.url in reason and "TINKER_API_KEY" in reason or mode == "402"
+    assert expected in reason and stub.url in reason
+    if mode != "402":
+        assert reason.endswith("check TINKER_API_KEY") or "that TINKER_API_KEY belongs" in reason
     assert result.seconds < 10
 
 
+@needs_tinker
 def test_tinker_wrong_key_is_rejected(tinker_stub_factory: Callable[..., TinkerStub]) -> None:
     stub = tinker_stub_factory("ok")
     result = probe_tinker(10, tinker_env(stub.url, "tml-not-the-right-key"))
@@ -119,6 +125,7 @@ def test_tinker_wrong_key_is_rejected(tinker_stub_factory: Callable[..., TinkerS
     assert one_line(result) == f"tinker rejected the key (401) at {stub.url}; check TINKER_API_KEY"
 
 
+@needs_tinker
 def test_tinker_malformed_key(tinker_stub_factory: Callable[..., TinkerStub]) -> None:
     stub = tinker_stub_factory("ok")
     result = probe_tinker(10, tinker_env(stub.url, "sk-ant-this-is-not-a-tinker-key"))
@@ -127,6 +134,7 @@ def test_tinker_malformed_key(tinker_stub_factory: Callable[..., TinkerStub]) ->
     assert stub.requests == []  # refused by the SDK before anything was sent
 
 
+@needs_tinker
 def test_tinker_connection_refused(closed_port_url: str) -> None:
     result = probe_tinker(10, tinker_env(closed_port_url))
     assert not result.ok
@@ -134,6 +142,7 @@ def test_tinker_connection_refused(closed_port_url: str) -> None:
     assert result.seconds < 10
 
 
+@needs_tinker
 def test_tinker_never_answers(tinker_stub_factory: Callable[..., TinkerStub]) -> None:
     stub = tinker_stub_factory("hang")
     started = time.monotonic()
@@ -144,6 +153,7 @@ def test_tinker_never_answers(tinker_stub_factory: Callable[..., TinkerStub]) ->
     assert stub.requests  # it did reach the server
 
 
+@needs_tinker
 def test_tinker_missing_key(tinker_stub_factory: Callable[..., TinkerStub]) -> None:
     stub = tinker_stub_factory("ok")
     result = probe_tinker(10, tinker_env(stub.url, key=None))
@@ -152,11 +162,13 @@ def test_tinker_missing_key(tinker_stub_factory: Callable[..., TinkerStub]) -> N
     assert stub.requests == []
 
 
+@needs_tinker
 def test_tinker_empty_key_counts_as_missing(tinker_stub_factory: Callable[..., TinkerStub]) -> None:
     stub = tinker_stub_factory("ok")
     assert probe_tinker(10, tinker_env(stub.url, key="  ")).reason.startswith("TINKER_API_KEY is not set")
 
 
+@needs_tinker
 def test_tinker_stored_login_is_used(tinker_stub_factory: Callable[..., TinkerStub]) -> None:
     """A user who ran `tinker auth login` has no TINKER_API_KEY; the SDK (and the probe) use the stored key."""
     stub = tinker_stub_factory("ok")
@@ -176,6 +188,7 @@ def test_tinker_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "pip install 'pytest-dotasks[tinker]'" in one_line(result)
 
 
+@needs_tinker
 def test_tinker_reasons_are_distinct(tinker_stub_factory: Callable[..., TinkerStub], closed_port_url: str) -> None:
     ok = tinker_stub_factory("ok")
     reasons = {
@@ -188,6 +201,7 @@ def test_tinker_reasons_are_distinct(tinker_stub_factory: Callable[..., TinkerSt
     assert len(set(kinds.values())) == 4, reasons
 
 
+@needs_tinker
 def test_probe_returns_in_time_when_the_sdk_ignores_its_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """An SDK call that blocks past every timeout is abandoned at the probe's deadline."""
     release = threading.Event()
@@ -210,33 +224,33 @@ def test_probe_returns_in_time_when_the_sdk_ignores_its_timeout(monkeypatch: pyt
 
 
 @pytest.fixture
-def anthropic_stub() -> AnthropicStub:
+def anthropic_server() -> Iterator[AnthropicStub]:
     stub = AnthropicStub(ANTHROPIC_KEY).start()
-    yield stub  # type: ignore[misc]
+    yield stub
     stub.stop()
 
 
-def test_anthropic_ok_through_the_sdk(anthropic_stub: AnthropicStub) -> None:
-    result = probe_anthropic(10, anthropic_env(anthropic_stub.url))
+def test_anthropic_ok_through_the_sdk(anthropic_server: AnthropicStub) -> None:
+    result = probe_anthropic(10, anthropic_env(anthropic_server.url))
     assert result.ok, result.reason
-    assert anthropic_stub.url in one_line(result)
-    [request] = anthropic_stub.requests  # one request, nothing billed
+    assert anthropic_server.url in one_line(result)
+    [request] = anthropic_server.requests  # one request, nothing billed
     assert request.method == "GET" and request.path.startswith("/v1/models")
     assert "limit=1" in request.path
 
 
-def test_anthropic_auth_token(anthropic_stub: AnthropicStub) -> None:
-    env = {"ANTHROPIC_BASE_URL": anthropic_stub.url, "ANTHROPIC_AUTH_TOKEN": ANTHROPIC_KEY}
+def test_anthropic_auth_token(anthropic_server: AnthropicStub) -> None:
+    env = {"ANTHROPIC_BASE_URL": anthropic_server.url, "ANTHROPIC_AUTH_TOKEN": ANTHROPIC_KEY}
     result = probe_anthropic(10, env)
     assert result.ok, result.reason
     assert "ANTHROPIC_AUTH_TOKEN" in result.reason
 
 
-def test_anthropic_rejected_key(anthropic_stub: AnthropicStub) -> None:
-    result = probe_anthropic(10, anthropic_env(anthropic_stub.url, "sk-ant-wrong"))
+def test_anthropic_rejected_key(anthropic_server: AnthropicStub) -> None:
+    result = probe_anthropic(10, anthropic_env(anthropic_server.url, "sk-ant-wrong"))
     assert not result.ok
-    assert one_line(result) == f"anthropic rejected the key (401) at {anthropic_stub.url}; check ANTHROPIC_API_KEY"
-    assert len(anthropic_stub.requests) == 1  # not retried
+    assert one_line(result) == f"anthropic rejected the key (401) at {anthropic_server.url}; check ANTHROPIC_API_KEY"
+    assert len(anthropic_server.requests) == 1  # not retried
 
 
 def test_anthropic_connection_refused(closed_port_url: str) -> None:
@@ -255,8 +269,8 @@ def test_anthropic_never_answers(tinker_stub_factory: Callable[..., TinkerStub])
     assert len(hung.requests) == 1  # sent once, not retried
 
 
-def test_anthropic_missing_key(anthropic_stub: AnthropicStub) -> None:
-    result = probe_anthropic(10, anthropic_env(anthropic_stub.url, key=None))
+def test_anthropic_missing_key(anthropic_server: AnthropicStub) -> None:
+    result = probe_anthropic(10, anthropic_env(anthropic_server.url, key=None))
     assert not result.ok
     assert one_line(result) == "ANTHROPIC_API_KEY is not set; export it or add it to the environment"
-    assert anthropic_stub.requests == []
+    assert anthropic_server.requests == []

@@ -72,8 +72,7 @@ class TinkerStub:
     @property
     def url(self) -> str:
         assert self._server is not None, "stub not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def paths(self) -> list[str]:
         with self._lock:
@@ -97,7 +96,8 @@ class TinkerStub:
         self.release.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="tinker-stub", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="tinker-stub", daemon=True)
         self._thread.start()
         return self
 
