@@ -238,6 +238,10 @@ def config_of(step: Step, previous: int | None = None) -> StepConfig:
                 m = _THRESHOLD.match(p)
                 assert m is not None
                 thresholds.append(Threshold(m.group("name"), m.group("op"), float(m.group("num")), sev, f.line))
+        elif len(parts) > 1 and any(_THRESHOLD.match(p) for p in parts):
+            raise _err(step, f, "mixes a metrics source and thresholds on one bullet",
+                       "write the source and the thresholds on two bullets: "
+                       "'metrics: eval/metrics.json' and 'metrics: acc >= 0.9'")
         elif _LOOKS_LIKE_THRESHOLD.match(value.strip()):
             raise _err(step, f, f"cannot read threshold '{value}'", "write 'metrics: consistency >= 0.9' (name, operator, number)")
         else:

@@ -215,10 +215,16 @@ class DotasksRun:
             return True, ""
         checks = [bc.output_check(o) for o in cfg.outputs] + [bc.shell_check(c, "post") for c in cfg.validate]
         checks += bc.metrics_checks(cfg)[0]
+        step = self.parsed.get(task.spec).by_number().get(task.step) if task.spec in self.parsed else None
+        if step is not None:
+            for extra in self.config.hook.pytest_dotasks_post_checks(step=step, config=self.config):
+                checks += list(extra or [])
         if not checks:
             return True, ""
+        env = dict(os.environ, DOTASKS_TASK_ID=task.task_id, DOTASKS_STEP=str(task.step),
+                   DOTASKS_SPEC=str(task.spec), DOTASKS_ROOT=str(task.spec.parent))
         results = run_checks(checks, root=task.spec.parent, timeout=self.settings.post_timeout,
-                             workers=self.settings.check_workers)
+                             workers=self.settings.check_workers, env=env)
         log = self.log_for(task.spec)
         for r in results:
             log.event(task.task_id, f"{r.name}: {'ok' if r.ok else 'FAILED'}", step=task.step, phase="post",
