@@ -4,3 +4,5 @@
 # run would import hypothesis's plugin afresh (~0.8 s). Importing it here once
 # keeps it in the snapshot pytester restores.
 import hypothesis.internal.observability  # noqa: F401
+
+pytest_plugins = ["tests.stubs.fixtures"]

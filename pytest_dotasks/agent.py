@@ -136,8 +136,12 @@ def plan_for(ctx: StepContext, *, native_tools: bool = False) -> AgentPlan:
     tool_grants = grants(agent.tools)
     system = prompts.system_prompt(agent, full, listed, root=root, tool_names=tool_grants.names,
                                    native_tools=native_tools)
+    user = prompts.step_prompt(step, ctx.task_id)
+    adjust = ctx.extra.get("adjust_prompt")
+    if adjust is not None:  # the pytest_dotasks_adjust_prompt hook, wired by the item
+        user = adjust(user)
     return AgentPlan(agent, model, tool_grants, tuple(full), tuple(listed), subagents, system,
-                     prompts.step_prompt(step, ctx.task_id), lines, note)
+                     user, lines, note)
 
 
 def render_prompt(ctx: StepContext) -> str:

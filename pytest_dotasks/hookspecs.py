@@ -62,6 +62,16 @@ def pytest_dotasks_agent_session(ctx: StepContext) -> Any:
     """
 
 
+@pytest.hookspec(firstresult=True)
+def pytest_dotasks_adjust_prompt(ctx: StepContext, prompt: str) -> str | None:
+    """Return a new prompt for an agent step (or None to keep ``prompt``).
+
+    ``prompt`` is the step prompt the agent receives (number, title,
+    description, inputs, outputs, validations and the test-first rule); the
+    agent's system prompt is its definition file plus skills.
+    """
+
+
 def pytest_dotasks_step_finished(
     step: Step, task_id: str, outcome: str, phase: str, properties: dict[str, Any], config: pytest.Config
 ) -> None:

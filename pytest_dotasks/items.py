@@ -120,6 +120,13 @@ class StepItem(pytest.Item):
             step=self.step, task_id=self.task_id, root=self.spec_path.parent, spec_path=self.spec_path,
             log=log, settings=run.settings, state_dir=run.state_dir(self.spec_path), emit=run.emit,
         )
+        ctx.extra["model_aliases"] = self.config.getini("dotasks_model_aliases")
+
+        def adjust(prompt: str) -> str:
+            new = self.config.hook.pytest_dotasks_adjust_prompt(ctx=ctx, prompt=prompt)
+            return prompt if new is None else str(new)
+
+        ctx.extra["adjust_prompt"] = adjust
         self.runner = StepRunner(run, self.config, ctx, self.cfg)
         from _pytest.fixtures import TopRequest
 
@@ -253,8 +260,9 @@ class StepItem(pytest.Item):
                 self._prop(f"metric.{k}", v)
             log_path = run.log_for(self.spec_path).path
             print(f"[[ATTACHMENT|{log_path}]]")
-            if "output_file" in self.runner.ctx.properties:
-                print(f"[[ATTACHMENT|{self.runner.ctx.properties['output_file']}]]")
+            for key in ("output_file", "transcript"):
+                if key in self.runner.ctx.properties:
+                    print(f"[[ATTACHMENT|{self.runner.ctx.properties[key]}]]")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         exc = excinfo.value
