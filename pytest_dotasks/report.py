@@ -27,10 +27,15 @@ def write_summary(tr: Any, run: DotasksRun) -> None:
             parts.append(f"{counts['running']} running in the background")
         if counts["skipped"]:
             parts.append(f"{counts['skipped']} skipped")
-        tr.write_line(f"{spec}: " + ", ".join(parts))
+        tr.write_line(f"{_shown(spec, run)}: " + ", ".join(parts))
         tokens_in = tokens_out = 0
         cost = 0.0
+        already = [r.step for r in recs if r.outcome == "skipped" and (r.message or "").find("already done") > 0]
+        if already:
+            tr.write_line(f"  - already done, skipped: {_ranges(already)} (--redo runs them again)")
         for r in recs:
+            if r.step in already:
+                continue
             sym = _SYMBOL.get(r.outcome, "?")
             tid = f"  {r.task_id}" if r.task_id and r.outcome != "skipped" else ""
             line = f"  {sym} STEP {r.step}: {r.title}{tid}"
@@ -60,11 +65,33 @@ def write_summary(tr: Any, run: DotasksRun) -> None:
         shown = [r for r in recs if r.task_id and r.outcome in ("failed", "error")] or \
                 [r for r in recs if r.task_id and r.outcome != "skipped"]
         if shown:
-            tr.write_line(f"  log: grep {shown[0].task_id} {log_path}")
+            tr.write_line(f"  log: grep {shown[0].task_id} {_shown(str(log_path), run)}")
         if run.settings.dry_run:
             tr.write_line("  dry run: no body ran, nothing was marked")
         elif run.settings.no_mark:
             tr.write_line("  --no-mark: SPEC.md was not changed")
+
+
+def _shown(path: str, run: DotasksRun) -> str:
+    import os
+
+    rel = os.path.relpath(path, run.config.invocation_params.dir)
+    return path if rel.startswith("..") else rel
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    out: list[str] = []
+    nums = sorted(numbers)
+    start = prev = nums[0]
+    for n in nums[1:] + [None]:  # type: ignore[list-item]
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(f"{start}-{prev}" if prev != start else str(start))
+        if n is not None:
+            start = prev = n
+    return ", ".join(out)
 
 
 def _settle_view(r: Any) -> None:
