@@ -5,4 +5,4 @@
 # keeps it in the snapshot pytester restores.
 import hypothesis.internal.observability  # noqa: F401
 
-pytest_plugins = ["tests.stubs.fixtures"]
+pytest_plugins = ["tests.stubs.fixtures", "tests.stubs.tinker_fixtures"]

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -121,12 +122,16 @@ def _status_message(exc: BaseException) -> str:
     return str(getattr(exc, "message", "") or exc)[:160]
 
 
+def _secs(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.2g}s"
+
+
 def _explain(service: str, url: str, key_name: str, exc: BaseException, timeout: float) -> str:
     """One line for an SDK error, naming the fix. Shared by both probes (same SDK generator)."""
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     if isinstance(exc, (_Abandoned, TimeoutError)) or name == "APITimeoutError":
-        return (f"{service} did not answer within {timeout:g}s at {url}; the service is slow or unreachable "
+        return (f"{service} did not answer within {_secs(timeout)} at {url}; the service is slow or unreachable "
                 f"(a proxy or firewall?), or raise --preflight-timeout")
     if isinstance(status, int):
         if status == 401:
@@ -186,8 +191,11 @@ def _tinker_first_contact(tinker: Any, url: str, key: str | None, seconds: float
     sdk_timeout = max(0.05, seconds * 0.9)
 
     async def contact() -> Any:
-        client = AsyncTinker(api_key=key, base_url=url, max_retries=0, timeout=sdk_timeout,
-                             _client_config=ClientConfigResponse(use_pyqwest_transport=False))
+        try:
+            client = AsyncTinker(api_key=key, base_url=url, max_retries=0, timeout=sdk_timeout,
+                                 _client_config=ClientConfigResponse(use_pyqwest_transport=False))
+        except TypeError:  # another SDK version's constructor: skip to the SDK check
+            return None
         try:
             return await asyncio.wait_for(
                 client.service.client_config(request=ClientConfigRequest(sdk_version=tinker.__version__)),
@@ -223,6 +231,9 @@ def probe_tinker(timeout: float, environ: Mapping[str, str]) -> ProbeResult:
         if exc.name in (None, "tinker"):
             return clock.result(False, f"the tinker SDK is not installed; {TINKER_INSTALL}")
         return clock.result(False, f"the tinker SDK failed to import ({exc}); {TINKER_INSTALL}")
+    # The SDK's own pydantic-v1 call, not the user's concern: keep it out of their warning summary.
+    warnings.filterwarnings("ignore", message="The `construct` method is deprecated", category=DeprecationWarning,
+                            module=r"tinker\.")
     url = (environ.get("TINKER_BASE_URL") or "").strip().rstrip("/") or _tinker_default_url()
     key, source = _tinker_key(environ)
     if source is None:
@@ -232,7 +243,7 @@ def probe_tinker(timeout: float, environ: Mapping[str, str]) -> ProbeResult:
     try:
         _call_within(lambda: _tinker_first_contact(tinker, url, key, clock.left()), clock.left())
         _call_within(lambda: _tinker_sdk_check(tinker, url, key), clock.left())
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes a reason
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a reason
         if isinstance(exc, tinker.TinkerError) and not hasattr(exc, "status_code") \
                 and type(exc).__name__ == "TinkerError":
             # raised before any request: a malformed key or no usable credential
@@ -272,7 +283,7 @@ def probe_anthropic(timeout: float, environ: Mapping[str, str]) -> ProbeResult:
 
     try:
         page = _call_within(call, clock.left())
-    except BaseException as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001
         return clock.result(False, _explain("anthropic", url, key_name, exc, clock.timeout))
     first = next(iter(getattr(page, "data", None) or []), None)
     seen = f"; first model {first.id}" if first is not None and getattr(first, "id", None) else ""

@@ -1,0 +1,240 @@
+"""Secrets never reach the task log, the JUnit XML or the terminal (DESIGN.md section 3).
+
+A secret is the value of a variable a step names in ``env:``, or of any
+API-key-like variable (``*_API_KEY``, ``*_TOKEN``, ...). Steps here echo them
+on purpose: from the body, from a failing body, from a failing pre-flight
+check and from a failing post-validation.
+
+Where the plugin leaks today, the test is ``xfail(strict=True)`` with the
+place to fix in its reason; it turns into an error once fixed, so the marker
+comes off. (Agent transcripts and the agent's file tools are tested elsewhere.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pytest_dotasks.tasklog import secret_values
+
+pytest_plugins = ["pytester"]
+
+with contextlib.suppress(ImportError):  # see tests/test_checks_plugin.py: keep hypothesis imported once
+    import hypothesis.internal.observability  # noqa: F401
+
+SECRETS = {
+    "SECRET_TOKEN": "s3cr3t-value-123",
+    "ANTHROPIC_API_KEY": "sk-ant-test-XXXX-0123456789",
+    # Not key-like by name: a secret because the step names it in env:.
+    "DB_URL": "postgres://app:hunter2-pw@db.internal/prod",
+}
+ECHO = 'printf "token=%s key=%s db=%s\\n" "$SECRET_TOKEN" "$ANTHROPIC_API_KEY" "$DB_URL"'
+
+PLAN = f"""\
+# Plan that handles secrets
+
+- [ ] **STEP 1**: Echo the secrets and pass
+  - env: SECRET_TOKEN, DB_URL
+  - run: {ECHO}
+- [ ] **STEP 2**: Echo the secrets and fail
+  - needs: none
+  - env: DB_URL
+  - run: {ECHO}; exit 3
+- [ ] **STEP 3**: A pre-flight check prints the secrets and fails
+  - needs: none
+  - env: DB_URL
+  - check: {ECHO}; false
+  - run: true
+- [ ] **STEP 4**: A validation prints the secrets and fails
+  - needs: none
+  - env: DB_URL
+  - run: true
+  - validate: {ECHO}; exit 1
+"""
+
+
+@pytest.fixture
+def secrets_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for k, v in SECRETS.items():
+        monkeypatch.setenv(k, v)
+    return SECRETS
+
+
+def leaks(text: str, values=SECRETS.values()) -> list[str]:
+    return [v for v in values if v in text]
+
+
+def run_plan(pytester: pytest.Pytester, *args: str, plan: str = PLAN) -> pytest.RunResult:
+    pytester.makefile(".md", SPEC=plan)
+    return pytester.runpytest("--spec", "SPEC.md", *args)
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return [str(value)]
+
+
+def log_text(root: Path) -> str:
+    """The task log as written, then every string in it as a reader gets it back (JSON escapes undone)."""
+    raw = (root / ".task_execution.log").read_text(encoding="utf-8")
+    values = [s for line in raw.splitlines() if line.strip() for s in _strings(json.loads(line))]
+    return raw + "\n" + "\n".join(values)
+
+
+# --------------------------------------------------------------------------- task log
+
+
+def test_task_log_never_holds_a_secret(pytester: pytest.Pytester, secrets_env: dict[str, str]) -> None:
+    res = run_plan(pytester, "-v")
+    res.assert_outcomes(passed=1, failed=2, errors=1)
+    text = log_text(pytester.path)
+    assert not leaks(text), leaks(text)
+    assert "***" in text  # redacted, not silently dropped
+    # The steps really printed them: the log's output tail and check details carry the redaction.
+    entries = [json.loads(x) for x in (pytester.path / ".task_execution.log").read_text().splitlines() if x.strip()]
+    assert any("token=*** key=*** db=***" in str(e.get("output_tail", "")) for e in entries)
+    assert any(e.get("event") == "check" and "token=***" in str(e.get("detail", "")) for e in entries)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: tasklog.TaskLog.write redacts the serialised JSON line; a secret containing a character JSON "
+    "escapes (\" or \\) appears escaped there, is not found, and json.loads gives it back whole. "
+    "Check details (runner._run_phase 'check' events, detail=res.detail) are not scrubbed before "
+    "serialising. Fix: redact string values before json.dumps (or also the JSON-escaped form of each secret)"))
+def test_task_log_redacts_a_secret_with_quotes_and_backslashes(pytester: pytest.Pytester,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    value = 'pa"ss\\word-123'
+    monkeypatch.setenv("DB_PASSWORD", value)
+    res = run_plan(pytester, plan="""\
+- [ ] **STEP 1**: A check prints a password
+  - check: printf 'pw=%s\\n' "$DB_PASSWORD"; false
+  - run: true
+- [ ] **STEP 2**: A validation prints a password
+  - needs: none
+  - run: true
+  - validate: printf 'pw=%s\\n' "$DB_PASSWORD"; false
+""")
+    res.assert_outcomes(failed=1, errors=1)
+    text = log_text(pytester.path)
+    assert not leaks(text, [value]), "the password is in the task log"
+
+
+@pytest.mark.parametrize("name", [
+    "ANTHROPIC_API_KEY", "TINKER_API_KEY", "OPENAI_API_KEY", "HF_TOKEN", "GITHUB_TOKEN", "SECRET_TOKEN",
+    "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "CLIENT_SECRET",
+    pytest.param("SECRET_KEY", marks=pytest.mark.xfail(strict=True, reason=(
+        "GAP: tasklog._SECRET_NAME matches names ending in API_KEY/_TOKEN/SECRET/PASSWORD/ACCESS_KEY; "
+        "SECRET_KEY (Django, Flask) ends in _KEY and is not redacted unless named in env:"))),
+    pytest.param("PRIVATE_KEY", marks=pytest.mark.xfail(strict=True, reason=(
+        "GAP: tasklog._SECRET_NAME does not match *PRIVATE_KEY; its value is not redacted unless named in env:"))),
+])
+def test_api_key_like_names_are_secrets(name: str) -> None:
+    assert secret_values(environ={name: "value-of-the-secret-42", "HOME": "/home/someone-long"}) == \
+        ["value-of-the-secret-42"]
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: failure reports carry raw output: runner.StepRunner.main_and_post builds BodyFailed(detail="
+    "tail(result.output, 20)) and StepRunner._failure_text (pre-flight and post) uses each check's detail, "
+    "neither redacted with ctx.log.scrub; items.StepItem.repr_failure prints exc.render() as is"))
+def test_failure_reports_never_show_a_secret(pytester: pytest.Pytester, secrets_env: dict[str, str]) -> None:
+    # --show-capture=no: the reports alone; the captured-output sections are the next test's.
+    res = run_plan(pytester, "--steps", "2-4", "--show-capture=no")
+    out = res.stdout.str() + res.stderr.str()
+    res.assert_outcomes(failed=2, errors=1)
+    assert "Captured stdout" not in out
+    assert not leaks(out), leaks(out)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: a step's output reaches the terminal unredacted: runner.StepRunner._run_command's on_line "
+    "print()s each line (pytest's 'Captured stdout' sections, -rA, -s) and, under -v, emits "
+    "'  → line' live through DotasksRun.emit"))
+def test_live_and_captured_output_never_show_a_secret(pytester: pytest.Pytester,
+                                                      secrets_env: dict[str, str]) -> None:
+    res = run_plan(pytester, "--steps", "1", "-v", "-rA")
+    res.assert_outcomes(passed=1)
+    out = res.stdout.str() + res.stderr.str()
+    assert "token=" in out  # the output is shown...
+    assert not leaks(out), leaks(out)  # ...with the secrets redacted
+
+
+def test_command_line_and_summary_do_not_expand_secrets(pytester: pytest.Pytester,
+                                                        secrets_env: dict[str, str]) -> None:
+    """What the plugin itself writes (the command as written, check names, the summary) holds no value."""
+    res = run_plan(pytester, "-v")
+    out = res.stdout.str()
+    live = [ln for ln in out.splitlines()
+            if ln.startswith(("[MAIN]", "[PRE-FLIGHT]", "[POST]", "[TASK ID", "  ✓", "  ✗", "  log:"))
+            or "dotasks summary" in ln or ln.startswith(("SPEC.md:", "  ✓ STEP", "  ✗ STEP"))]
+    assert live
+    assert not leaks("\n".join(live)), leaks("\n".join(live))
+
+
+# --------------------------------------------------------------------------- JUnit XML
+
+
+def junit_text(path: Path) -> str:
+    root = ET.parse(path).getroot()
+    parts = []
+    for el in root.iter():
+        parts.append(el.text or "")
+        parts.extend(str(v) for v in el.attrib.values())
+    return "\n".join(parts)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: the JUnit <failure>/<error> message and text are the failure report, which carries the raw "
+    "output of the failing body and checks (see test_failure_reports_never_show_a_secret)"))
+def test_junit_failures_never_hold_a_secret(pytester: pytest.Pytester, secrets_env: dict[str, str]) -> None:
+    res = run_plan(pytester, "--junitxml=out.xml")
+    res.assert_outcomes(passed=1, failed=2, errors=1)
+    text = junit_text(pytester.path / "out.xml")
+    assert "task_id" in text
+    assert not leaks(text), leaks(text)
+
+
+def test_junit_properties_never_hold_a_secret(pytester: pytest.Pytester, secrets_env: dict[str, str]) -> None:
+    run_plan(pytester, "--junitxml=out.xml")
+    root = ET.parse(pytester.path / "out.xml").getroot()
+    props = "\n".join(f"{p.get('name')}={p.get('value')}" for p in root.iter("property"))
+    assert "task_id=" in props
+    assert not leaks(props), leaks(props)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: with junit_logging=system-out/all the captured output goes into <system-out> unredacted "
+    "(runner.StepRunner._run_command's on_line print()s raw lines)"))
+def test_junit_system_out_never_holds_a_secret(pytester: pytest.Pytester, secrets_env: dict[str, str]) -> None:
+    res = run_plan(pytester, "--steps", "1", "--junitxml=out.xml", "-o", "junit_logging=all")
+    res.assert_outcomes(passed=1)
+    text = junit_text(pytester.path / "out.xml")
+    assert "token=" in text
+    assert not leaks(text), leaks(text)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: the step's output file .dotasks/output/TASK_ID.log (process.run_shell tee) keeps raw output, "
+    "and every testcase's captured output links it as [[ATTACHMENT|...]], which GitLab and Jenkins "
+    "upload with the JUnit report"))
+def test_attached_output_file_never_holds_a_secret(pytester: pytest.Pytester, secrets_env: dict[str, str]) -> None:
+    res = run_plan(pytester, "--steps", "1", "-rA")
+    res.assert_outcomes(passed=1)
+    attached = [ln.split("|", 1)[1].rstrip("]") for ln in res.stdout.lines if ln.startswith("[[ATTACHMENT|")]
+    outputs = [Path(p) for p in attached if "/output/" in p]
+    assert outputs, res.stdout.str()
+    text = "\n".join(p.read_text() for p in outputs)
+    assert "token=" in text
+    assert not leaks(text), leaks(text)
