@@ -204,6 +204,21 @@ def test_kill_9_at_random_moments_never_leaves_a_partial_plan(pytester: pytest.P
         warnings.warn(f"a kill mid-write left {leftovers} behind; the next run ignored it", stacklevel=1)
 
 
+def test_a_temp_file_left_by_a_kill_mid_write_is_ignored(pytester: pytest.Pytester) -> None:
+    """A kill between the temp file's creation and the rename leaves ``.SPEC.md.*.dotasks-tmp``
+    (half written, perhaps). The next run neither collects nor trips over it."""
+    spec = pytester.path / "SPEC.md"
+    spec.write_text(THREE)
+    half = THREE.encode()[: len(THREE) // 2]
+    (pytester.path / ".SPEC.md.k1ll3d.dotasks-tmp").write_bytes(half)
+    res = pytester.runpytest("--spec", "SPEC.md", "--collect-only", "-q")
+    assert res.ret == 0 and "3 tests collected" in res.stdout.str(), res.stdout.str()
+    pytester.makepyfile(test_plain="def test_ok():\n    pass\n")
+    pytester.runpytest().assert_outcomes(passed=1)  # plain pytest in the same folder
+    pytester.runpytest("--spec", "SPEC.md").assert_outcomes(passed=3)
+    assert all(symbols(line) == 1 for _, line in headers(spec.read_bytes()).values())
+
+
 # --------------------------------------------------------------------------- concurrent writers
 
 
