@@ -247,7 +247,7 @@ class Monitor(threading.Thread):
         while not self.stopping.wait(self.tick):
             try:
                 self.poll_once()
-            except Exception as exc:  # a monitor must never take the run down
+            except Exception as exc:  # noqa: BLE001 - a monitor must never take the run down
                 sys.stderr.write(f"pytest-dotasks monitor: {exc!r}\n")
 
     def stop(self) -> None:

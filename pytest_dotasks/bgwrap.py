@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
         os.dup2(devnull, fd)
     try:
         code = supervise(state)
-    except BaseException as exc:  # record why, never leave the step Running forever
+    except BaseException as exc:  # noqa: BLE001 - record why, never leave the step Running forever
         _write_json(state / "exit.json", {"exit_code": 255, "error": repr(exc), "finished": time.time()})
         code = 255
     os._exit(code & 0xFF if code >= 0 else 128 + (-code))

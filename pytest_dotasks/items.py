@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-import warnings
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ class SpecFile(pytest.File):
         except SpecError as exc:
             raise self.CollectError(exc.one_line()) from None
         for w in spec.warnings:
-            where, _, text = w.partition(": ")
+            where = w.partition(": ")[0]
             file, _, line = where.rpartition(":")
             warnings.warn_explicit(DotasksWarning(w), DotasksWarning, file or str(self.path),
                                    int(line) if line.isdigit() else 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -31,8 +31,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             kwargs["metavar"] = opt.metavar
         group.addoption(opt.flag, **kwargs)
-        parser.addini(opt.ini, help=opt.help, type="bool" if opt.action == "store_true" else "string",
-                      default=None)
+        # A named, Literal-typed tag: mypy would otherwise try to read the inline
+        # conditional as a TypeForm (addini's ``type`` also accepts types).
+        ini_type: Literal["bool", "string"] = "bool" if opt.action == "store_true" else "string"
+        parser.addini(opt.ini, help=opt.help, type=ini_type, default=None)
     parser.addini("dotasks_model_aliases", help="Model aliases, one 'alias=model-id' per line.",
                   type="linelist", default=[])
 
@@ -158,11 +160,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         wanted = {s.number for s in select([it.step for it in its], selection)}
         run.selected[spec_path] = wanted
         chosen.update(id(it) for it in its if it.step.number in wanted)
-    for it in items:
-        if isinstance(it, StepItem) and id(it) not in chosen:
-            dropped.append(it)
+    for item in items:
+        if isinstance(item, StepItem) and id(item) not in chosen:
+            dropped.append(item)
         else:
-            keep.append(it)
+            keep.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
@@ -186,8 +188,11 @@ def _set_nodeid(item: pytest.Item, nodeid: str) -> None:
     # pytest < 9 keeps the id in ``_nodeid`` (what xdist itself sets for
     # loadgroup); pytest 9 keeps a structured ``_id``.
     if hasattr(item, "_id"):
-        from _pytest.nodeid import coerce_node_id  # type: ignore[import-not-found]
+        # Private pytest 9 module, absent from pytest 8: the ignore is needed only
+        # when type-checking against pytest 8 (hence ``unused-ignore`` too).
+        from _pytest.nodeid import coerce_node_id  # type: ignore[import-not-found, unused-ignore]
 
         item._id = coerce_node_id(nodeid)
     else:
-        item._nodeid = nodeid
+        # Private attribute that only pytest 8 has (pytest 9 declares ``_id`` instead).
+        item._nodeid = nodeid  # type: ignore[attr-defined, unused-ignore]

@@ -7,6 +7,7 @@ outlive it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -72,44 +73,44 @@ def run_shell(
     chunks: list[bytes] = []
     size = 0
     truncated = False
-    tee_fh = open(tee, "ab") if tee is not None else None
+    # ``tee`` is closed on leaving the block: after the finally below has joined the reader.
+    with contextlib.ExitStack() as stack:
+        tee_fh = stack.enter_context(open(tee, "ab")) if tee is not None else None
 
-    def pump() -> None:
-        nonlocal size, truncated
-        assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
-            if tee_fh is not None:
-                tee_fh.write(raw)
-                tee_fh.flush()
-            chunks.append(raw)
-            size += len(raw)
-            while size > cap and len(chunks) > 1:
-                size -= len(chunks.pop(0))
-                truncated = True
-            if on_line is not None:
-                on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        def pump() -> None:
+            nonlocal size, truncated
+            assert proc.stdout is not None
+            for raw in iter(proc.stdout.readline, b""):
+                if tee_fh is not None:
+                    tee_fh.write(raw)
+                    tee_fh.flush()
+                chunks.append(raw)
+                size += len(raw)
+                while size > cap and len(chunks) > 1:
+                    size -= len(chunks.pop(0))
+                    truncated = True
+                if on_line is not None:
+                    on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
 
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        kill_group(proc)
-    except BaseException:
-        # pytest-timeout (signal method), Ctrl-C: take the children down with us.
-        kill_group(proc)
-        raise
-    finally:
-        # The shell may have exited while a grandchild still holds the pipe.
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        timed_out = False
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        reader.join(timeout=5)
-        if tee_fh is not None:
-            tee_fh.close()
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_group(proc)
+        except BaseException:
+            # pytest-timeout (signal method), Ctrl-C: take the children down with us.
+            kill_group(proc)
+            raise
+        finally:
+            # The shell may have exited while a grandchild still holds the pipe.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            reader.join(timeout=5)
     text = b"".join(chunks).decode("utf-8", "replace")
     if truncated and len(text.encode()) > cap:
         text = text[-cap:]

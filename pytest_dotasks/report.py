@@ -84,7 +84,7 @@ def _ranges(numbers: list[int]) -> str:
     out: list[str] = []
     nums = sorted(numbers)
     start = prev = nums[0]
-    for n in nums[1:] + [None]:  # type: ignore[list-item]
+    for n in [*nums[1:], None]:
         if n is not None and n == prev + 1:
             prev = n
             continue

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -215,7 +215,8 @@ class DotasksRun:
             return True, ""
         checks = [bc.output_check(o) for o in cfg.outputs] + [bc.shell_check(c, "post") for c in cfg.validate]
         checks += bc.metrics_checks(cfg)[0]
-        step = self.parsed.get(task.spec).by_number().get(task.step) if task.spec in self.parsed else None
+        spec = self.parsed.get(task.spec)
+        step = spec.by_number().get(task.step) if spec is not None else None
         if step is not None:
             for extra in self.config.hook.pytest_dotasks_post_checks(step=step, config=self.config):
                 checks += list(extra or [])
@@ -333,7 +334,9 @@ class DotasksRun:
         )
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         from .items import StepItem
 
@@ -383,7 +386,7 @@ class DotasksRun:
         if "dotasks_step" not in props:
             return
         if report.when == "call" or (report.when == "setup" and not report.passed):
-            outcome = report.outcome
+            outcome: str = report.outcome  # widened: the summary adds "error" and "running"
             if report.when == "setup" and report.failed:
                 outcome = "error"
             if props.get("background") == "started" and report.passed:
@@ -394,10 +397,13 @@ class DotasksRun:
             elif report.failed:
                 text = str(report.longrepr) if report.longrepr is not None else ""
                 message = text.splitlines()[0] if text else None
+            # user_properties values are typed ``object``; StepItem sets these three
+            # (dotasks_step an int, task_id and failed_phase a str).
             self.records.append(Record(
-                spec=str(props.get("dotasks_spec")), step=int(props["dotasks_step"]),
-                title=str(props.get("title", "")), outcome=outcome, task_id=props.get("task_id"),
-                phase=props.get("failed_phase"), message=message, seconds=report.duration, properties=props,
+                spec=str(props.get("dotasks_spec")), step=int(cast(int, props["dotasks_step"])),
+                title=str(props.get("title", "")), outcome=outcome, task_id=cast("str | None", props.get("task_id")),
+                phase=cast("str | None", props.get("failed_phase")), message=message, seconds=report.duration,
+                properties=props,
             ))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

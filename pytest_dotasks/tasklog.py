@@ -19,7 +19,7 @@ from typing import Any
 from .errors import LogError
 
 # Variables whose values are secrets even when no step names them in ``env``.
-_SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|ACCESS_KEY)$", re.I)
+_SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|ACCESS_KEY)$", re.IGNORECASE)
 _MIN_SECRET = 6  # shorter values would redact ordinary words
 
 
