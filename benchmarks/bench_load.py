@@ -17,7 +17,6 @@ import json
 import statistics
 import subprocess
 import sys
-
 from pathlib import Path
 
 from _common import Timing, child_env, header, machine, ms, pytest_cmd, python_tests, run, table, workdir
@@ -99,6 +98,7 @@ def startup() -> None:
     table(rows, ["command", "wall off", "wall on", "wall diff", "cpu off", "cpu on", "cpu diff",
                  "cpu diff of mins"])
     print("  off = -p no:dotasks; cpu = user+sys of the pytest process (steadier than wall on a busy machine)")
+    print("  pytest 9 answers --version before loading pytest11 plugins: that row is a control (0 expected)")
 
 
 CONFTEST = """\

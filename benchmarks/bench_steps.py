@@ -25,7 +25,7 @@ from pathlib import Path
 from _common import PYTEST_BASE, child_env, header, machine, ms, plan_text, pytest_cmd, run, table, workdir
 
 N_SMALL, N_LARGE = 50, 300
-REPEATS = 2
+REPEATS = 3
 
 
 def shell_loop(d: Path, n: int) -> float:

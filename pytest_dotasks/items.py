@@ -118,7 +118,8 @@ class StepItem(pytest.Item):
         log = run.log_for(self.spec_path)
         ctx = StepContext(
             step=self.step, task_id=self.task_id, root=self.spec_path.parent, spec_path=self.spec_path,
-            log=log, settings=run.settings, state_dir=run.state_dir(self.spec_path), emit=run.emit,
+            log=log, settings=run.settings, state_dir=run.state_dir(self.spec_path),
+            emit=lambda line: run.emit(log.scrub(line)),
         )
         ctx.extra["model_aliases"] = self.config.getini("dotasks_model_aliases")
 
@@ -265,19 +266,24 @@ class StepItem(pytest.Item):
                     print(f"[[ATTACHMENT|{self.runner.ctx.properties[key]}]]")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        text = self._short_failure(excinfo)
+        if text is None:
+            return super().repr_failure(excinfo, style=style)
+        # Reports reach the terminal and JUnit: no secret in them.
+        return self.run.log_for(self.spec_path).scrub(text)
+
+    def _short_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
         exc = excinfo.value
-        if _is_timeout(exc) and not self.run.settings.full_trace:
+        if self.run.settings.full_trace:
+            return None
+        grep = (f"\nlog: grep {self.task_id} {self.run.log_for(self.spec_path).path}" if self.task_id else "")
+        if _is_timeout(exc):
             phase = self.failed_phase or "main"
-            text = f"STEP {self.step.number} timed out in {phase}: {str(exc).strip()}"
-            if self.task_id:
-                text += f" [{self.task_id}]\nlog: grep {self.task_id} {self.run.log_for(self.spec_path).path}"
-            return text
-        if isinstance(exc, DotasksError) and not self.run.settings.full_trace:
-            text = exc.render()
-            if self.task_id:
-                text += f"\nlog: grep {self.task_id} {self.run.log_for(self.spec_path).path}"
-            return text
-        return super().repr_failure(excinfo, style=style)
+            tid = f" [{self.task_id}]" if self.task_id else ""
+            return f"STEP {self.step.number} timed out in {phase}: {str(exc).strip()}{tid}{grep}"
+        if isinstance(exc, DotasksError):
+            return exc.render() + grep
+        return None
 
 
 def _is_timeout(exc: BaseException) -> bool:

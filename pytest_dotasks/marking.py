@@ -74,7 +74,11 @@ def spec_lock(spec_path: Path, timeout: float = LOCK_TIMEOUT) -> FileLock:
     from filelock import FileLock
 
     path = lock_path(spec_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MarkError(f"cannot create the lock folder {path.parent}: {exc.strerror}", path=spec_path,
+                        fix="make the plan's folder writable or run with --no-mark") from None
     return FileLock(str(path), timeout=timeout)
 
 

@@ -53,11 +53,13 @@ def run_shell(
     on_line: Callable[[str], None] | None = None,
     tee: Path | None = None,
     cap: int = OUTPUT_CAP,
+    redact: Callable[[str], str] | None = None,
 ) -> ProcessResult:
     """Run ``command`` with ``/bin/sh -c``; merged output, tail kept in memory.
 
     ``on_line`` sees each output line as it comes (live display); ``tee``
-    receives the whole output.
+    receives the whole output. ``redact`` rewrites every line first (secrets
+    out), so no copy of the output ever holds what it removes.
     """
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -81,6 +83,8 @@ def run_shell(
             nonlocal size, truncated
             assert proc.stdout is not None
             for raw in iter(proc.stdout.readline, b""):
+                if redact is not None:
+                    raw = redact(raw.decode("utf-8", "replace")).encode("utf-8")
                 if tee_fh is not None:
                     tee_fh.write(raw)
                     tee_fh.flush()

@@ -7,6 +7,7 @@ relevant output; the pytest item turns it into a setup error or a failure.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -243,8 +244,13 @@ class StepRunner:
         self.ctx.emit(f"[MAIN] $ {cmd}")
         self.ctx.log_event("main", "command_start", f"running: {cmd}", command=cmd)
         out_dir = self.ctx.state_dir / "output"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        out_file = out_dir / f"{self.ctx.task_id}.log"
+        out_file: Path | None = out_dir / f"{self.ctx.task_id}.log"
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.ctx.log_event("main", "output_file", f"output not kept in a file: cannot create {out_dir}: "
+                               f"{exc.strerror}")
+            out_file = None
         verbose = self.config.get_verbosity() > 0
 
         def on_line(line: str) -> None:
@@ -253,11 +259,12 @@ class StepRunner:
                 self.ctx.emit(f"  → {line}")
 
         res = run_shell(cmd, self.ctx.root, timeout=self.cfg.timeout, env=step_env(self.ctx),
-                        on_line=on_line, tee=out_file)
+                        on_line=on_line, tee=out_file, redact=self.ctx.log.scrub)
         self.ctx.log_event("main", "command_end", f"exit {res.returncode}", command=cmd,
                            exit_code=res.returncode, seconds=round(res.seconds, 3), timed_out=res.timed_out,
-                           output_tail=self.ctx.log.scrub(tail(res.output, 10)), output_file=str(out_file))
-        self.ctx.properties["output_file"] = str(out_file)
+                           output_tail=tail(res.output, 10), output_file=str(out_file or ""))
+        if out_file is not None:
+            self.ctx.properties["output_file"] = str(out_file)
         if res.timed_out:
             return BodyResult(False, f"`{cmd}` timed out after {self.cfg.timeout:g}s", res.output)
         if res.returncode != 0:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from .errors import DotasksError, MarkError
+from .errors import DotasksError, LogError, MarkError
 from .fields import StepConfig
 from .model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Spec
 from .settings import Settings
@@ -365,11 +365,20 @@ class DotasksRun:
         self.outcomes[(item.spec_path, item.step.number)] = outcome
         try:
             self.mark(item, status)
-        except MarkError as exc:
-            self.log_for(item.spec_path).event(
-                item.task_id, exc.one_line(), step=item.step.number, phase="mark", event="mark_failed")
+        except DotasksError as exc:  # MarkError, or LogError from the "marked" event
+            if not isinstance(exc, LogError):
+                try:
+                    self.log_for(item.spec_path).event(
+                        item.task_id, exc.one_line(), step=item.step.number, phase="mark", event="mark_failed")
+                except LogError as log_exc:
+                    exc = log_exc
             report.outcome = "failed"
             report.longrepr = exc.render()
+        if isinstance(call.excinfo.value if call.excinfo else None, LogError) or (
+                report.failed and isinstance(report.longrepr, str) and "task log" in report.longrepr
+                and "--task-log" in report.longrepr):
+            # Nothing more may run unlogged: stop after this step.
+            item.session.shouldstop = "the task log cannot be written; see the error above"
         item.config.hook.pytest_dotasks_step_finished(
             step=item.step, task_id=item.task_id, outcome=outcome, phase=item.failed_phase or "main",
             properties=dict(item.user_properties), config=item.config,

@@ -19,7 +19,7 @@ from typing import Any
 from .errors import LogError
 
 # Variables whose values are secrets even when no step names them in ``env``.
-_SECRET_NAME = re.compile(r"(API_KEY|_TOKEN|SECRET|PASSWORD|ACCESS_KEY)$", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE)
 _MIN_SECRET = 6  # shorter values would redact ordinary words
 
 
@@ -83,9 +83,20 @@ class TaskLog:
         self.write(entry)
         return entry
 
+    def _scrub_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, Mapping):
+            return {k: self._scrub_value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._scrub_value(v) for v in value]
+        return value
+
     def write(self, entry: Mapping[str, Any]) -> None:
-        line = json.dumps(entry, ensure_ascii=False, default=str)
-        # Redact after serialising too: a secret may sit inside any nested value.
+        # Redact the values before serialising (JSON escapes quotes and
+        # backslashes, so a secret holding one would not be found after),
+        # and the line after (a value turned into text by ``default=str``).
+        line = json.dumps(self._scrub_value(entry), ensure_ascii=False, default=str)
         line = self.scrub(line) + "\n"
         data = line.encode("utf-8")
         try:

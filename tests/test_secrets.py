@@ -5,9 +5,8 @@ API-key-like variable (``*_API_KEY``, ``*_TOKEN``, ...). Steps here echo them
 on purpose: from the body, from a failing body, from a failing pre-flight
 check and from a failing post-validation.
 
-Where the plugin leaks today, the test is ``xfail(strict=True)`` with the
-place to fix in its reason; it turns into an error once fixed, so the marker
-comes off. (Agent transcripts and the agent's file tools are tested elsewhere.)
+Every leak these tests found (JSON-escaped secrets, failure reports, captured
+and live output, JUnit, the attached output file) is fixed. (Agent transcripts and the agent's file tools are tested elsewhere.)
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -64,8 +64,8 @@ def secrets_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return SECRETS
 
 
-def leaks(text: str, values=SECRETS.values()) -> list[str]:
-    return [v for v in values if v in text]
+def leaks(text: str, values: Iterable[str] | None = None) -> list[str]:
+    return [v for v in (SECRETS.values() if values is None else values) if v in text]
 
 
 def run_plan(pytester: pytest.Pytester, *args: str, plan: str = PLAN) -> pytest.RunResult:
@@ -105,11 +105,6 @@ def test_task_log_never_holds_a_secret(pytester: pytest.Pytester, secrets_env: d
     assert any(e.get("event") == "check" and "token=***" in str(e.get("detail", "")) for e in entries)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: tasklog.TaskLog.write redacts the serialised JSON line; a secret containing a character JSON "
-    "escapes (\" or \\) appears escaped there, is not found, and json.loads gives it back whole. "
-    "Check details (runner._run_phase 'check' events, detail=res.detail) are not scrubbed before "
-    "serialising. Fix: redact string values before json.dumps (or also the JSON-escaped form of each secret)"))
 def test_task_log_redacts_a_secret_with_quotes_and_backslashes(pytester: pytest.Pytester,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     value = 'pa"ss\\word-123'
@@ -131,11 +126,8 @@ def test_task_log_redacts_a_secret_with_quotes_and_backslashes(pytester: pytest.
 @pytest.mark.parametrize("name", [
     "ANTHROPIC_API_KEY", "TINKER_API_KEY", "OPENAI_API_KEY", "HF_TOKEN", "GITHUB_TOKEN", "SECRET_TOKEN",
     "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "CLIENT_SECRET",
-    pytest.param("SECRET_KEY", marks=pytest.mark.xfail(strict=True, reason=(
-        "GAP: tasklog._SECRET_NAME matches names ending in API_KEY/_TOKEN/SECRET/PASSWORD/ACCESS_KEY; "
-        "SECRET_KEY (Django, Flask) ends in _KEY and is not redacted unless named in env:"))),
-    pytest.param("PRIVATE_KEY", marks=pytest.mark.xfail(strict=True, reason=(
-        "GAP: tasklog._SECRET_NAME does not match *PRIVATE_KEY; its value is not redacted unless named in env:"))),
+    "SECRET_KEY",
+    "PRIVATE_KEY",
 ])
 def test_api_key_like_names_are_secrets(name: str) -> None:
     assert secret_values(environ={name: "value-of-the-secret-42", "HOME": "/home/someone-long"}) == \
@@ -145,10 +137,6 @@ def test_api_key_like_names_are_secrets(name: str) -> None:
 # --------------------------------------------------------------------------- terminal
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: failure reports carry raw output: runner.StepRunner.main_and_post builds BodyFailed(detail="
-    "tail(result.output, 20)) and StepRunner._failure_text (pre-flight and post) uses each check's detail, "
-    "neither redacted with ctx.log.scrub; items.StepItem.repr_failure prints exc.render() as is"))
 def test_failure_reports_never_show_a_secret(pytester: pytest.Pytester, secrets_env: dict[str, str]) -> None:
     # --show-capture=no: the reports alone; the captured-output sections are the next test's.
     res = run_plan(pytester, "--steps", "2-4", "--show-capture=no")
@@ -158,10 +146,6 @@ def test_failure_reports_never_show_a_secret(pytester: pytest.Pytester, secrets_
     assert not leaks(out), leaks(out)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a step's output reaches the terminal unredacted: runner.StepRunner._run_command's on_line "
-    "print()s each line (pytest's 'Captured stdout' sections, -rA, -s) and, under -v, emits "
-    "'  → line' live through DotasksRun.emit"))
 def test_live_and_captured_output_never_show_a_secret(pytester: pytest.Pytester,
                                                       secrets_env: dict[str, str]) -> None:
     res = run_plan(pytester, "--steps", "1", "-v", "-rA")
@@ -177,8 +161,8 @@ def test_command_line_and_summary_do_not_expand_secrets(pytester: pytest.Pyteste
     res = run_plan(pytester, "-v")
     out = res.stdout.str()
     live = [ln for ln in out.splitlines()
-            if ln.startswith(("[MAIN]", "[PRE-FLIGHT]", "[POST]", "[TASK ID", "  ✓", "  ✗", "  log:"))
-            or "dotasks summary" in ln or ln.startswith(("SPEC.md:", "  ✓ STEP", "  ✗ STEP"))]
+            if ln.startswith(("[MAIN]", "[PRE-FLIGHT]", "[POST]", "[TASK ID", "  ✓", "  ✗", "  log:", "SPEC.md:"))
+            or "dotasks summary" in ln]
     assert live
     assert not leaks("\n".join(live)), leaks("\n".join(live))
 
@@ -195,9 +179,6 @@ def junit_text(path: Path) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the JUnit <failure>/<error> message and text are the failure report, which carries the raw "
-    "output of the failing body and checks (see test_failure_reports_never_show_a_secret)"))
 def test_junit_failures_never_hold_a_secret(pytester: pytest.Pytester, secrets_env: dict[str, str]) -> None:
     res = run_plan(pytester, "--junitxml=out.xml")
     res.assert_outcomes(passed=1, failed=2, errors=1)
@@ -214,9 +195,6 @@ def test_junit_properties_never_hold_a_secret(pytester: pytest.Pytester, secrets
     assert not leaks(props), leaks(props)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: with junit_logging=system-out/all the captured output goes into <system-out> unredacted "
-    "(runner.StepRunner._run_command's on_line print()s raw lines)"))
 def test_junit_system_out_never_holds_a_secret(pytester: pytest.Pytester, secrets_env: dict[str, str]) -> None:
     res = run_plan(pytester, "--steps", "1", "--junitxml=out.xml", "-o", "junit_logging=all")
     res.assert_outcomes(passed=1)
@@ -225,10 +203,6 @@ def test_junit_system_out_never_holds_a_secret(pytester: pytest.Pytester, secret
     assert not leaks(text), leaks(text)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the step's output file .dotasks/output/TASK_ID.log (process.run_shell tee) keeps raw output, "
-    "and every testcase's captured output links it as [[ATTACHMENT|...]], which GitLab and Jenkins "
-    "upload with the JUnit report"))
 def test_attached_output_file_never_holds_a_secret(pytester: pytest.Pytester, secrets_env: dict[str, str]) -> None:
     res = run_plan(pytester, "--steps", "1", "-rA")
     res.assert_outcomes(passed=1)
