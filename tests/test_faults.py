@@ -447,6 +447,13 @@ def test_read_only_plan_for_an_unprivileged_user(pytester: pytest.Pytester) -> N
 
 
 def test_plan_in_a_read_only_folder_one_clear_line(pytester: pytest.Pytester) -> None:
+    """A writable SPEC.md in a folder the user may not write (no lock folder, no temp file).
+
+    What happens: bodies that write beside the plan fail on their own; each step
+    that ends then fails with one line naming the plan and the fix (a writable
+    folder or --no-mark); the plan is unchanged. (Before the fix: INTERNALERROR
+    from the lock folder's mkdir.)
+    """
     prefix = _without_dac_override()
     if prefix is None:
         pytest.skip("running as root and setpriv cannot drop CAP_DAC_OVERRIDE here: root may write any folder")
@@ -467,6 +474,8 @@ def test_plan_in_a_read_only_folder_one_clear_line(pytester: pytest.Pytester) ->
 
 
 def test_full_disk_under_the_task_log_one_clear_line(pytester: pytest.Pytester) -> None:
+    """``--task-log /dev/full``: one line naming the log and the fix, then the run stops.
+    (Before the fix: INTERNALERROR, a LogError escaping pytest_runtest_makereport.)"""
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
     pytester.makefile(".md", SPEC=THREE)

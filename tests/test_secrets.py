@@ -5,8 +5,10 @@ API-key-like variable (``*_API_KEY``, ``*_TOKEN``, ...). Steps here echo them
 on purpose: from the body, from a failing body, from a failing pre-flight
 check and from a failing post-validation.
 
-Every leak these tests found (JSON-escaped secrets, failure reports, captured
-and live output, JUnit, the attached output file) is fixed. (Agent transcripts and the agent's file tools are tested elsewhere.)
+Every leak these tests found (JSON-escaped secrets in the log, SECRET_KEY and
+PRIVATE_KEY names, failure reports, captured and live output, JUnit, the
+attached output file) is fixed; the tests keep it so. (Agent transcripts and
+the agent's file tools are tested elsewhere.)
 """
 
 from __future__ import annotations
