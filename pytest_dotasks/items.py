@@ -17,6 +17,7 @@ from .fields import StepConfig
 from .model import STATUS_DONE, STATUS_RUNNING, Step
 from .runner import StepRunner, new_task_id
 from .session import DotasksRun
+from .stash import RUN_KEY
 
 
 class DotasksWarning(pytest.PytestWarning):
@@ -36,15 +37,19 @@ def _slug(text: str) -> str:
 
 class SpecFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        from .fields import validate_spec
-        from .spec import parse_file
+        from .fields import configs
+        from .marking import seed_cache
+        from .spec import parse_text, read_text
 
         run: DotasksRun = self.config.stash[RUN_KEY]
         try:
-            spec = parse_file(self.path)
-            cfgs = validate_spec(spec)
+            text = read_text(self.path)
+            spec = parse_text(text, self.path)  # validates fields and the needs graph
+            cfgs = configs(spec)
         except SpecError as exc:
             raise self.CollectError(exc.one_line()) from None
+        # The marker needs the header lines of this very text: no second parse.
+        seed_cache(text, {s.number: s.line - 1 for s in spec.steps})
         for w in spec.warnings:
             where = w.partition(": ")[0]
             file, _, line = where.rpartition(":")
@@ -290,5 +295,3 @@ def _is_timeout(exc: BaseException) -> bool:
     """pytest-timeout's signal method fails the test with "Timeout (>Ns) from pytest-timeout"."""
     return isinstance(exc, pytest.fail.Exception) and "Timeout" in str(exc)
 
-
-RUN_KEY = pytest.StashKey[DotasksRun]()

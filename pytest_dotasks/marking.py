@@ -11,8 +11,8 @@ concurrent pytest runs.
 from __future__ import annotations
 
 import os
+import re
 import stat
-import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,18 +31,27 @@ def lock_path(spec_path: Path) -> Path:
     return spec_path.parent / ".dotasks" / "locks" / f"{spec_path.name}.lock"
 
 
-class _HeaderCache:
-    """Header line numbers of the last text we read or wrote.
+_BREAK = re.compile(r"\r\n|\r|\n")
 
-    Marking a step rewrites one line and never adds or removes lines, so
-    after our own write the numbers still hold; a run of N steps therefore
-    parses the file once instead of N times unless someone else edits it.
+
+def _line_starts(text: str) -> list[int]:
+    return [0, *(m.end() for m in _BREAK.finditer(text))]
+
+
+class _HeaderCache:
+    """Header line numbers and line offsets of the last text we read or wrote.
+
+    Marking rewrites one line and never adds or removes lines, so after any
+    writer's mark (ours, another xdist worker's) the header line numbers
+    still hold. The full markdown parse runs again only when the target line
+    no longer holds its step's header (someone moved lines): a run of N steps
+    parses the file about once, not N times.
     """
 
     def __init__(self) -> None:
         # One tuple, swapped in one assignment: a reader in another thread never
-        # pairs one text with another text's line numbers.
-        self.entry: tuple[str | None, dict[int, int]] = (None, {})
+        # pairs one text with another text's numbers.
+        self.entry: tuple[str | None, dict[int, int], list[int], bool] = (None, {}, [], False)
 
     @property
     def text(self) -> str | None:
@@ -52,22 +61,68 @@ class _HeaderCache:
     def lines(self) -> dict[int, int]:
         return self.entry[1]
 
-    def get(self, text: str) -> dict[int, int]:
-        cached_text, lines = self.entry
-        if text != cached_text:
-            from .spec import header_lines
+    def locate(self, text: str, number: int) -> tuple[int, int, int] | None:
+        """(line index, start, end) of STEP ``number``'s header in ``text``, or None."""
+        cached, lines, starts, parsed = self.entry
+        if text != cached:
+            new_starts = _line_starts(text)
+            if len(new_starts) == len(starts):
+                self.entry = (text, lines, new_starts, False)  # same shape: trust, verify below
+            else:
+                self._parse(text, new_starts)
+        for attempt in range(2):
+            _, lines, starts, parsed = self.entry
+            if number in lines:
+                i = lines[number]
+                start, end = _bounds(text, starts, i)
+                h = parse_header(text[start:end])
+                if h is not None and h.number == number:
+                    return i, start, end
+            if parsed:
+                return None
+            self._parse(text, starts)
+        return None
 
-            lines = header_lines(text)
-            self.entry = (text, lines)
-        return lines
+    def _parse(self, text: str, starts: list[int]) -> None:
+        from .spec import header_lines
+
+        self.entry = (text, header_lines(text), starts, True)
+
+    def after_rewrite(self, new_text: str, i: int, delta: int) -> None:
+        _, lines, starts, parsed = self.entry
+        shifted = starts[: i + 1] + [x + delta for x in starts[i + 1:]]
+        self.entry = (new_text, lines, shifted, parsed)
 
     def put(self, text: str, lines: dict[int, int]) -> None:
-        self.entry = (text, lines)
+        """Seed the cache from a parse done elsewhere (collection)."""
+        self.entry = (text, lines, _line_starts(text), True)
+
+
+def _bounds(text: str, starts: list[int], i: int) -> tuple[int, int]:
+    start = starts[i]
+    if start == 0 and text.startswith("\ufeff"):
+        start = 1  # the BOM stays where it is, before the first line
+    end = starts[i + 1] if i + 1 < len(starts) else len(text)
+    while end > start and text[end - 1] in "\r\n":
+        end -= 1
+    return start, end
 
 
 _cache = _HeaderCache()
 # The monitor thread settles background steps while the main thread marks.
 _cache_lock = threading.Lock()
+
+
+def reset_cache() -> None:
+    """Forget cached header lines (what a fresh process starts with)."""
+    with _cache_lock:
+        _cache.entry = (None, {}, [], False)
+
+
+def seed_cache(text: str, header_lines: dict[int, int]) -> None:
+    """Hand the marker the header lines a parse of ``text`` already found."""
+    with _cache_lock:
+        _cache.put(text, header_lines)
 
 
 def spec_lock(spec_path: Path, timeout: float = LOCK_TIMEOUT) -> FileLock:
@@ -91,41 +146,18 @@ def rewrite_header(text: str, number: int, status: str, task_id: str, timestamp:
 
 def _rewrite(text: str, number: int, status: str, task_id: str, timestamp: str, note: str,
              path: Path | None) -> str:
-    index = _cache.get(text)
-    if number not in index:
+    found = _cache.locate(text, number)
+    if found is None:
         raise MarkError(f"STEP {number} is no longer in the file", path=path,
                         fix="the step was removed or renumbered during the run; its marker was not written")
-    i = index[number]
-    # Find the i-th line and its ending without splitting the whole text.
-    start = 0
-    for _ in range(i):
-        nl = _next_break(text, start)
-        start = nl
-    if start == 0 and text.startswith("\ufeff"):
-        start = 1  # the BOM stays where it is, before the first line
-    end = _line_end(text, start)
-    line = text[start:end]
-    h = parse_header(line)
+    i, start, end = found
+    h = parse_header(text[start:end])
     if h is None or h.number != number:
         raise MarkError(f"STEP {number}'s header line could not be read", path=path, line=i + 1)
     new_line = render_header(h, status, task_id, timestamp, note)
     new_text = text[:start] + new_line + text[end:]
-    _cache.put(new_text, index)
+    _cache.after_rewrite(new_text, i, len(new_line) - (end - start))
     return new_text
-
-
-def _line_end(text: str, start: int) -> int:
-    ends = [p for p in (text.find("\n", start), text.find("\r", start)) if p != -1]
-    return min(ends) if ends else len(text)
-
-
-def _next_break(text: str, start: int) -> int:
-    end = _line_end(text, start)
-    if end >= len(text):
-        return end
-    if text.startswith("\r\n", end):
-        return end + 2
-    return end + 1
 
 
 def read_marker(spec_path: Path, number: int) -> Marker | None:
@@ -135,12 +167,10 @@ def read_marker(spec_path: Path, number: int) -> Marker | None:
     except (OSError, UnicodeDecodeError):
         return None
     with _cache_lock:
-        index = _cache.get(text)
-    if number not in index:
+        found = _cache.locate(text, number)
+    if found is None:
         return None
-    from .spec import split_lines
-
-    h = parse_header(split_lines(text.removeprefix("\ufeff"))[index[number]])
+    h = parse_header(text[found[1]:found[2]])
     return h.marker if h else None
 
 
@@ -192,7 +222,10 @@ def _mark_locked(real: Path, shown: Path, number: int, status: str, task_id: str
     new_text = rewrite_header(text, number, status, task_id, timestamp, note, path=shown)
     mode = stat.S_IMODE(real.stat().st_mode)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".dotasks-tmp", dir=real.parent)
+        # One fixed name, used only under the lock: a kill between write and
+        # rename leaves at most this one file, which the next mark reuses.
+        tmp = str(real.parent / f".{real.name}.marking.dotasks-tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as exc:
         raise MarkError(f"cannot write beside the plan file: {exc.strerror}", path=shown,
                         fix=f"make {real.parent} writable (the marker is written to a temporary file "

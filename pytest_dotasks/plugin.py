@@ -65,8 +65,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not wants_spec:
         return  # plain pytest: nothing more is loaded
     from .errors import DotasksError
-    from .items import RUN_KEY
     from .session import DotasksRun, spec_paths_from
+    from .stash import RUN_KEY
     from .settings import resolve
 
     try:
@@ -120,7 +120,7 @@ class _Defaults:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    from .items import RUN_KEY
+    from .stash import RUN_KEY
 
     run = parent.config.stash.get(RUN_KEY, None)
     if run is None or file_path not in run.specs:
@@ -135,11 +135,13 @@ _STEP_IDENT = re.compile(r"(?<![\w:+\-.\[\]\\/])(step\d+)(?![\w:+\-.\[\]\\/])", 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    from .items import RUN_KEY, StepItem
+    from .stash import RUN_KEY
 
     run = config.stash.get(RUN_KEY, None)
     if run is None:
         return
+    from .items import StepItem
+
     steps = [it for it in items if isinstance(it, StepItem)]
     if not steps:
         return

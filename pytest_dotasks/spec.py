@@ -37,7 +37,12 @@ def _markdown() -> Any:
     # Imported here: the parser is needed only when a spec is collected.
     from markdown_it import MarkdownIt
 
-    return MarkdownIt("commonmark")
+    # Only the block structure and line maps are used: the inline pass (half
+    # the parse time) would build children nobody reads.
+    return _MD.setdefault("md", MarkdownIt("commonmark").disable(["inline", "text_join"]))
+
+
+_MD: dict[str, Any] = {}
 
 
 def read_text(path: Path) -> str:
