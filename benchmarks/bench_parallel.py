@@ -151,7 +151,7 @@ def xdist_marking(d: Path, n: int = 300) -> None:
     one = results["one process, marking"] - results["one process, --no-mark"]
     two = results["-n 2, marking"] - results["-n 2, --no-mark"]
     print(f"  marking costs {one / n * 1000:.1f} ms per step in one process and {two / n * 1000:.1f} ms per step "
-          "on -n 2: a mark by one worker changes the file, so the other's next read_marker/mark parses it again")
+          "on -n 2 (the parses column: a full markdown parse after another worker's mark shows up there)")
 
 
 def main() -> None:
