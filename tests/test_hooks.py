@@ -73,7 +73,7 @@ def test_adjust_prompt_hook_changes_what_the_agent_receives(pytester: pytest.Pyt
         def pytest_dotasks_adjust_prompt(ctx, prompt):
             return prompt + "\\nHOUSE RULE: write tests first."
     """)
-    anthropic_stub.reply(text("Nothing to do, checked.\\nSTEP RESULT: SUCCESS"))
+    anthropic_stub.reply(text("Nothing to do, checked.\nSTEP RESULT: SUCCESS"))
     pytester.makefile(".md", SPEC="- [ ] **STEP 1**: by agent\n  Say hello.\n")
     res = pytester.runpytest("--spec", "SPEC.md")
     res.assert_outcomes(passed=1)
