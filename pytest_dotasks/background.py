@@ -210,6 +210,7 @@ class Monitor(threading.Thread):
         self.tasks: dict[str, BgTask] = {}
         self.next_tail: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.read_lock = threading.Lock()  # one reader of a monitor file at a time
         self.stopping = threading.Event()
 
     def watch(self, task: BgTask) -> None:
@@ -222,6 +223,16 @@ class Monitor(threading.Thread):
             except RuntimeError:
                 pass
 
+    def drain(self, task_id: str) -> None:
+        """Stop watching ``task_id`` after passing on its last monitor lines (it has ended)."""
+        with self.lock:
+            task = self.tasks.pop(task_id, None)
+        if task is not None:
+            with self.read_lock:
+                lines = read_new_lines(task, task.spec.parent)
+            if lines:
+                self.on_lines(task, lines)
+
     def running(self) -> list[BgTask]:
         with self.lock:
             return list(self.tasks.values())
@@ -231,16 +242,20 @@ class Monitor(threading.Thread):
         for task in self.running():
             if now >= self.next_tail.get(task.task_id, 0.0):
                 self.next_tail[task.task_id] = now + task.monitor_every
-                lines = read_new_lines(task, task.spec.parent)
+                with self.read_lock:
+                    lines = read_new_lines(task, task.spec.parent)
                 if lines:
                     self.on_lines(task, lines)
             state, code = status(task)
             if state != RUNNING:
-                lines = read_new_lines(task, task.spec.parent)
+                with self.lock:
+                    mine = self.tasks.pop(task.task_id, None) is not None
+                if not mine:
+                    continue  # drained by a waiting dependent, which settles it
+                with self.read_lock:
+                    lines = read_new_lines(task, task.spec.parent)
                 if lines:
                     self.on_lines(task, lines)
-                with self.lock:
-                    self.tasks.pop(task.task_id, None)
                 self.on_finish(task, state, code)
 
     def run(self) -> None:

@@ -265,6 +265,8 @@ class DotasksRun:
         while True:
             state, code = status(task)
             if state != RUNNING:
+                if self.monitor is not None:
+                    self.monitor.drain(task.task_id)  # its last lines before its verdict
                 self.settle(task, state, code)
                 deadline = _time.monotonic() + 10
                 while not (task.state / "settled").exists() and _time.monotonic() < deadline:
