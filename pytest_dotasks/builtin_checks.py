@@ -350,9 +350,9 @@ def metrics_checks(cfg: StepConfig) -> tuple[list[Check], MetricsCollector]:
     return checks, collector
 
 
-def describe_command(cmd: str) -> str:
-    return cmd if len(cmd) <= 60 else cmd[:57] + "..."
-
-
-def quote(s: str) -> str:
-    return shlex.quote(s)
+def post_checks_for(cfg: StepConfig) -> tuple[list[Check], MetricsCollector]:
+    """The built-in post-validation of a step: outputs, validate commands, metrics."""
+    checks: list[Check] = [output_check(o) for o in cfg.outputs]
+    checks += [shell_check(c, "post") for c in cfg.validate]
+    mchecks, collector = metrics_checks(cfg)
+    return checks + mchecks, collector

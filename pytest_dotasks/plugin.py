@@ -66,8 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return  # plain pytest: nothing more is loaded
     from .errors import DotasksError
     from .session import DotasksRun, spec_paths_from
-    from .stash import RUN_KEY
     from .settings import resolve
+    from .stash import RUN_KEY
 
     try:
         settings = resolve(cli, ini, config.rootpath)

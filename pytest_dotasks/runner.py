@@ -7,9 +7,9 @@ relevant output; the pytest item turns it into a setup error or a failure.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import builtin_checks as bc
@@ -172,11 +172,7 @@ class StepRunner:
         return checks
 
     def post_checks(self) -> list[Check]:
-        cfg = self.cfg
-        checks: list[Check] = [bc.output_check(o) for o in cfg.outputs]
-        checks += [bc.shell_check(c, "post") for c in cfg.validate]
-        mchecks, self._collector = bc.metrics_checks(cfg)
-        checks += mchecks
+        checks, self._collector = bc.post_checks_for(self.cfg)
         checks += _hook_checks("pytest_dotasks_post_checks",
                                self.config.hook.pytest_dotasks_post_checks(step=self.ctx.step, config=self.config))
         return checks

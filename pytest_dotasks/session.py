@@ -213,13 +213,14 @@ class DotasksRun:
                 cfg = None
         if cfg is None:
             return True, ""
-        checks = [bc.output_check(o) for o in cfg.outputs] + [bc.shell_check(c, "post") for c in cfg.validate]
-        checks += bc.metrics_checks(cfg)[0]
+        checks = bc.post_checks_for(cfg)[0]
         spec = self.parsed.get(task.spec)
         step = spec.by_number().get(task.step) if spec is not None else None
         if step is not None:
-            for extra in self.config.hook.pytest_dotasks_post_checks(step=step, config=self.config):
-                checks += list(extra or [])
+            from .runner import _hook_checks
+
+            checks += _hook_checks("pytest_dotasks_post_checks",
+                                   self.config.hook.pytest_dotasks_post_checks(step=step, config=self.config))
         if not checks:
             return True, ""
         env = dict(os.environ, DOTASKS_TASK_ID=task.task_id, DOTASKS_STEP=str(task.step),

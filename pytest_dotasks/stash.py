@@ -10,4 +10,4 @@ import pytest
 if TYPE_CHECKING:
     from .session import DotasksRun
 
-RUN_KEY = pytest.StashKey["DotasksRun"]()
+RUN_KEY: pytest.StashKey[DotasksRun] = pytest.StashKey()
