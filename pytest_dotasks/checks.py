@@ -159,41 +159,48 @@ def run_checks(
                         callback_error.append(exc)
             cond.notify_all()
 
-    with cond:
-        while True:
-            while running < workers and next_index < n:
-                i = next_index
-                next_index += 1
-                limit = checks[i].timeout or timeout
+    try:
+        with cond:
+            while True:
+                while running < workers and next_index < n:
+                    i = next_index
+                    next_index += 1
+                    limit = checks[i].timeout or timeout
+                    now = time.monotonic()
+                    started[i] = now
+                    ctx = CheckContext(root=root, timeout=limit, deadline=now + limit, env=env)
+                    running += 1
+                    threading.Thread(target=worker, args=(i, ctx), daemon=True,
+                                     name=f"dotasks-check-{checks[i].name}").start()
+                if all(r is not None for r in results):
+                    break
                 now = time.monotonic()
-                started[i] = now
-                ctx = CheckContext(root=root, timeout=limit, deadline=now + limit, env=env)
-                running += 1
-                threading.Thread(target=worker, args=(i, ctx), daemon=True,
-                                 name=f"dotasks-check-{checks[i].name}").start()
-            if all(r is not None for r in results):
-                break
-            now = time.monotonic()
-            wake = None
-            for i, t0 in started.items():
-                if results[i] is not None:
+                wake = None
+                for i, t0 in started.items():
+                    if results[i] is not None:
+                        continue
+                    limit = checks[i].timeout or timeout
+                    end = t0 + limit + _grace(limit)
+                    if now >= end:
+                        res = CheckResult(checks[i].name, False, f"timed out after {limit:g}s (abandoned)",
+                                          seconds=now - t0, timed_out=True, severity=checks[i].severity)
+                        results[i] = res
+                        running -= 1
+                        if on_result is not None:
+                            on_result(res)
+                    else:
+                        wake = end if wake is None else min(wake, end)
+                if all(r is not None for r in results):
+                    break
+                if running < workers and next_index < n:
                     continue
-                limit = checks[i].timeout or timeout
-                end = t0 + limit + _grace(limit)
-                if now >= end:
-                    res = CheckResult(checks[i].name, False, f"timed out after {limit:g}s (abandoned)",
-                                      seconds=now - t0, timed_out=True, severity=checks[i].severity)
-                    results[i] = res
-                    running -= 1
-                    if on_result is not None:
-                        on_result(res)
-                else:
-                    wake = end if wake is None else min(wake, end)
-            if all(r is not None for r in results):
-                break
-            if running < workers and next_index < n:
-                continue
-            cond.wait(timeout=None if wake is None else max(0.01, wake - time.monotonic()))
+                cond.wait(timeout=None if wake is None else max(0.01, wake - time.monotonic()))
+    except BaseException:
+        # Ctrl-C or pytest-timeout while checks run: their commands die with us.
+        from .process import kill_live
+
+        kill_live("dotasks-check-")
+        raise
     if callback_error:
         raise callback_error[0]
     return [r for r in results if r is not None]

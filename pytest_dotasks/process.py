@@ -34,6 +34,24 @@ class ProcessResult:
         return self.returncode == 0 and not self.timed_out
 
 
+# Process groups run_shell has started and not yet reaped, with the name of the
+# thread that started them: an interrupted check phase kills its checks' groups.
+_live: dict[int, str] = {}
+_live_lock = threading.Lock()
+
+
+def kill_live(thread_prefix: str) -> int:
+    """SIGKILL every live group started from a thread whose name has ``thread_prefix``."""
+    with _live_lock:
+        pids = [pid for pid, owner in _live.items() if owner.startswith(thread_prefix)]
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(pids)
+
+
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -72,6 +90,8 @@ def run_shell(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    with _live_lock:
+        _live[proc.pid] = threading.current_thread().name
     chunks: list[bytes] = []
     size = 0
     truncated = False
@@ -114,6 +134,8 @@ def run_shell(
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            with _live_lock:
+                _live.pop(proc.pid, None)
             reader.join(timeout=5)
     text = b"".join(chunks).decode("utf-8", "replace")
     if truncated and len(text.encode()) > cap:

@@ -522,3 +522,39 @@ def test_plan_deleted_mid_run_one_clear_line(pytester: pytest.Pytester) -> None:
     err = again.stderr.str() + again.stdout.str()
     no_traceback(err)
     assert "SPEC.md" in err and "not found" in err, err
+
+
+def test_ctrl_c_during_checks_kills_their_commands(pytester: pytest.Pytester) -> None:
+    """SIGINT while pre-flight checks run: pytest stops and the checks' process groups die with it."""
+    pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Slow checks
+  - check: sleep 60 & echo $! > check-child.pid; wait
+  - run: true
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--spec", "SPEC.md", "-p", "no:cacheprovider",
+                             "--preflight-timeout", "120"], cwd=pytester.path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    pid_file = pytester.path / "check-child.pid"
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pid_file.exists(), "the check never started"
+        child = int(pid_file.read_text())
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert b"KeyboardInterrupt" in out or proc.returncode == 2, out.decode()[-2000:]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().split()[2]
+        except OSError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"check grandchild {child} still alive after Ctrl-C")
