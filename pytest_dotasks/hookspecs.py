@@ -78,5 +78,7 @@ def pytest_dotasks_step_finished(
     """Called after a step's outcome is known and its marker written.
 
     ``outcome`` is ``passed``, ``failed``, ``running`` (background) or
-    ``skipped``; ``phase`` the phase that decided it.
+    ``skipped``; ``phase`` the phase that decided it. A background step is
+    reported twice: ``running`` when it starts, then ``passed``/``failed``
+    with phase ``background`` when it ends (possibly from the monitor thread).
     """

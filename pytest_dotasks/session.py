@@ -190,6 +190,12 @@ class DotasksRun:
         log.event(task.task_id, message + ("" if ok else " - FAILED"), step=task.step, phase="background",
                   event="finished", state=state, exit_code=code, ok=ok, detail=detail)
         self.bg_finished.append((task, ok, message + (f"; {detail}" if detail else "")))
+        spec = self.parsed.get(task.spec)
+        step = spec.by_number().get(task.step) if spec is not None else None
+        if step is not None:
+            self.config.hook.pytest_dotasks_step_finished(
+                step=step, task_id=task.task_id, outcome="passed" if ok else "failed", phase="background",
+                properties={"exit_code": code, "state": state, "detail": detail}, config=self.config)
         if ok:
             self.emit(f"[BACKGROUND] ✓ {message} [{task.task_id}]", force=True)
         else:

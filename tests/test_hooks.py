@@ -13,7 +13,7 @@ def test_step_finished_sees_every_outcome(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
         SEEN = []
         def pytest_dotasks_step_finished(step, task_id, outcome, phase, properties, config):
-            SEEN.append((step.number, outcome, phase, task_id == properties["task_id"]))
+            SEEN.append((step.number, outcome, phase, task_id == properties.get("task_id")))
         def pytest_sessionfinish(session):
             print("SEEN", sorted(SEEN))
     """)
@@ -31,11 +31,16 @@ def test_step_finished_sees_every_outcome(pytester: pytest.Pytester) -> None:
   - needs: none
   - run: sleep 0.2
   - background: yes
+- [ ] **STEP 5**: after the background step
+  - needs: 4
+  - run: true
 """)
     res = pytester.runpytest("--spec", "SPEC.md", "-s")
-    res.assert_outcomes(passed=2, failed=1, errors=1)
+    res.assert_outcomes(passed=3, failed=1, errors=1)
+    # STEP 5 waits for STEP 4, whose end is reported in phase "background".
     res.stdout.fnmatch_lines(["*SEEN [[](1, 'passed', 'main', True), (2, 'failed', 'main', True), "
-                              "(3, 'failed', 'preflight', True), (4, 'running', 'main', True)[]]"])
+                              "(3, 'failed', 'preflight', True), (4, 'passed', 'background', False), "
+                              "(4, 'running', 'main', True), (5, 'passed', 'main', True)[]]"])
     calls = pytester.inline_run("--spec", "SPEC.md", "--redo", "--steps", "1-3").getcalls(
         "pytest_dotasks_step_finished")
     assert [(c.step.number, c.outcome) for c in calls] == [(1, "passed"), (2, "failed"), (3, "failed")]
