@@ -21,9 +21,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .process import run_shell
 
@@ -385,21 +385,22 @@ def _str(args: Mapping[str, Any], key: str, tool: str) -> str:
     return value
 
 
-def _opt_int(args: Mapping[str, Any], key: str, tool: str) -> int | None:
+T = TypeVar("T")
+
+
+def _optional(args: Mapping[str, Any], key: str, tool: str, convert: Callable[[Any], T], what: str) -> T | None:
     value = args.get(key)
     if value is None:
         return None
     try:
-        return int(value)
+        return convert(value)
     except (TypeError, ValueError):
-        raise ToolError(f"{tool}: '{key}' must be an integer") from None
+        raise ToolError(f"{tool}: '{key}' must be {what}") from None
+
+
+def _opt_int(args: Mapping[str, Any], key: str, tool: str) -> int | None:
+    return _optional(args, key, tool, int, "an integer")
 
 
 def _opt_number(args: Mapping[str, Any], key: str, tool: str) -> float | None:
-    value = args.get(key)
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ToolError(f"{tool}: '{key}' must be a number of milliseconds") from None
+    return _optional(args, key, tool, float, "a number of milliseconds")
