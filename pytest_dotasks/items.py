@@ -37,15 +37,13 @@ def _slug(text: str) -> str:
 
 class SpecFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        from .fields import configs
         from .marking import seed_cache
-        from .spec import parse_text, read_text
+        from .spec import parse_with_configs, read_text
 
         run: DotasksRun = self.config.stash[RUN_KEY]
         try:
             text = read_text(self.path)
-            spec = parse_text(text, self.path)  # validates fields and the needs graph
-            cfgs = configs(spec)
+            spec, cfgs = parse_with_configs(text, self.path)  # fields and the needs graph validated
         except SpecError as exc:
             raise self.CollectError(exc.one_line()) from None
         # The marker needs the header lines of this very text: no second parse.

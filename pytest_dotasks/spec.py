@@ -13,11 +13,14 @@ import difflib
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
 from .header import INLINE_HEADER, parse_header
 from .model import FIELD_NAMES, Field, Marker, Spec, Step
+
+if TYPE_CHECKING:
+    from .fields import StepConfig
 
 _FIELD = re.compile(r"^(?P<key>[A-Za-z][\w-]*)[ \t]*:(?:[ \t]+(?P<value>.*)|[ \t]*)$", re.DOTALL)
 # "STEP 8: Title", "Step 8 - Title", "**Step 8**". Not "Step 1-2: Setup" or "Step 1.2"
@@ -176,6 +179,11 @@ def _body(lines: list[str], start: int, end: int, skip: set[int]) -> str:
 
 def parse_text(text: str, path: Path) -> Spec:
     """Parse plan text. Raises ``SpecError`` naming file and line."""
+    return parse_with_configs(text, path)[0]
+
+
+def parse_with_configs(text: str, path: Path) -> tuple[Spec, dict[int, StepConfig]]:
+    """Parse and validate plan text: the steps and their typed fields."""
     text = _strip_bom(text)
     lines = split_lines(text)
     blocks = _blocks(text)
@@ -288,8 +296,7 @@ def parse_text(text: str, path: Path) -> Spec:
     spec = Spec(path=path, steps=tuple(steps), warnings=tuple(warnings))
     from .fields import validate_spec  # late: fields imports model only
 
-    validate_spec(spec)
-    return spec
+    return spec, validate_spec(spec)
 
 
 def _trim_end(lines: list[str], start: int, end: int) -> int:
