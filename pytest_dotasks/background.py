@@ -2,10 +2,11 @@
 
 State of one background execution lives in ``.dotasks/background/TASK_ID/``:
 ``meta.json`` (what runs, which step), ``output.log``, ``pid`` of the
-supervisor (``bgwrap``), ``exit.json`` when the body ended, and ``settled``
+supervisor (``bgwrap``), ``exit.json`` when the body ended, ``settling``
 once one process (this run's monitor, a waiting dependent, or a later run)
-has written the final marker. Creating ``settled`` with O_EXCL makes that
-happen exactly once, whichever process gets there first.
+took on writing the final marker, and ``settled`` once it has. Creating
+``settling`` with O_EXCL makes that happen exactly once, whichever process
+gets there first; the others wait for ``settled`` before reading the marker.
 """
 
 from __future__ import annotations
@@ -135,15 +136,32 @@ def kill_orphan(task: BgTask) -> None:
 def claim(task: BgTask) -> bool:
     """True for exactly one caller: the one that will write the final marker."""
     try:
-        fd = os.open(task.state / "settled", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(task.state / "settling", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
     os.close(fd)
     return True
 
 
+def claimed(task: BgTask) -> bool:
+    return (task.state / "settling").exists()
+
+
+def mark_settled(task: BgTask) -> None:
+    """The claimer has written the final marker (or decided to leave it)."""
+    (task.state / "settled").touch()
+
+
 def settled(task: BgTask) -> bool:
     return (task.state / "settled").exists()
+
+
+def find(spec: Path, task_id: str | None) -> BgTask | None:
+    """The background execution ``task_id`` of ``spec``, if it was launched."""
+    state = background_root(spec) / (task_id or "-")
+    if not task_id or not (state / "pid.json").exists():
+        return None
+    return BgTask.load(state)
 
 
 def tasks_for(spec: Path) -> list[BgTask]:

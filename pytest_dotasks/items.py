@@ -155,15 +155,13 @@ class StepItem(pytest.Item):
 
         marker = read_marker(self.spec_path, self.step.number) or self.step.marker
         if marker.status == STATUS_RUNNING and self.cfg.background:
-            from .background import RUNNING, BgTask, background_root, status
+            from .background import RUNNING, find, status
 
-            state = background_root(self.spec_path) / (marker.task_id or "-")
-            if (state / "pid.json").exists():
-                task = BgTask.load(state)
-                if status(task)[0] == RUNNING:
-                    # Never start a second copy of a training run that is still going.
-                    pytest.skip(f"STEP {self.step.number} is still running in the background "
-                                f"(pid {task.pid}) [task_id: {marker.task_id}]")
+            task = find(self.spec_path, marker.task_id)
+            if task is not None and status(task)[0] == RUNNING:
+                # Never start a second copy of a training run that is still going.
+                pytest.skip(f"STEP {self.step.number} is still running in the background "
+                            f"(pid {task.pid}) [task_id: {marker.task_id}]")
         if marker.status == STATUS_DONE and not run.settings.redo:
             tid = f" [task_id: {marker.task_id}]" if marker.task_id else ""
             run.outcomes[(self.spec_path, self.step.number)] = "skipped"

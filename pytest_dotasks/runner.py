@@ -29,15 +29,14 @@ def new_task_id(number: int | str) -> str:
     return f"task_{number}_{uuid.uuid4().hex[:8]}"
 
 
+def dotasks_env(task_id: str, step: int, spec_path: Path, root: Path) -> dict[str, str]:
+    """The environment of a step's commands: ours plus what tells them which task they serve."""
+    return dict(os.environ, DOTASKS_TASK_ID=task_id, DOTASKS_STEP=str(step), DOTASKS_SPEC=str(spec_path),
+                DOTASKS_ROOT=str(root))
+
+
 def step_env(ctx: StepContext) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DOTASKS_TASK_ID=ctx.task_id,
-        DOTASKS_STEP=str(ctx.step.number),
-        DOTASKS_SPEC=str(ctx.spec_path),
-        DOTASKS_ROOT=str(ctx.root),
-    )
-    return env
+    return dotasks_env(ctx.task_id, ctx.step.number, ctx.spec_path, ctx.root)
 
 
 def _unique(checks: list[Check]) -> list[Check]:

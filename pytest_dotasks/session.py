@@ -69,6 +69,19 @@ class DotasksRun:
     def config_of(self, spec_path: Path, number: int) -> StepConfig | None:
         return self.configs.get(spec_path, {}).get(number)
 
+    def plan_step(self, spec_path: Path, number: int) -> tuple[Any, StepConfig | None]:
+        """(Step, config) of a plan's step, parsing the plan if this run has not collected it
+        (background steps are settled at session start, before collection)."""
+        if spec_path not in self.parsed:
+            from .spec import parse_with_configs, read_text
+
+            try:
+                spec, cfgs = parse_with_configs(read_text(spec_path), spec_path)
+            except DotasksError:
+                return None, None
+            self.parsed[spec_path], self.configs[spec_path] = spec, cfgs
+        return self.parsed[spec_path].by_number().get(number), self.config_of(spec_path, number)
+
     def producers(self, spec_path: Path, before: int) -> dict[str, int]:
         """Output pattern -> the step (earlier in the file) that makes it."""
         out: dict[str, int] = {}
@@ -153,11 +166,21 @@ class DotasksRun:
 
     def settle(self, task: Any, state: str, code: int | None) -> str | None:
         """Write the final marker of a finished background step (exactly once across processes)."""
-        from .background import EXITED, claim
-        from .marking import read_marker
+        from .background import claim
 
         if not claim(task):
             return None
+        try:
+            return self._settle_claimed(task, state, code)
+        finally:
+            from .background import mark_settled
+
+            mark_settled(task)
+
+    def _settle_claimed(self, task: Any, state: str, code: int | None) -> str | None:
+        from .background import EXITED
+        from .marking import read_marker
+
         log = self.log_for(task.spec)
         marker = read_marker(task.spec, task.step)
         if marker is None or marker.task_id != task.task_id or marker.status != STATUS_RUNNING:
@@ -190,8 +213,7 @@ class DotasksRun:
         log.event(task.task_id, message + ("" if ok else " - FAILED"), step=task.step, phase="background",
                   event="finished", state=state, exit_code=code, ok=ok, detail=detail)
         self.bg_finished.append((task, ok, message + (f"; {detail}" if detail else "")))
-        spec = self.parsed.get(task.spec)
-        step = spec.by_number().get(task.step) if spec is not None else None
+        step = self.plan_step(task.spec, task.step)[0]
         if step is not None:
             self.config.hook.pytest_dotasks_step_finished(
                 step=step, task_id=task.task_id, outcome="passed" if ok else "failed", phase="background",
@@ -207,30 +229,17 @@ class DotasksRun:
         """Post-validation of a background step once its body has ended."""
         from . import builtin_checks as bc
         from .checks import run_checks
+        from .runner import _hook_checks, dotasks_env
 
-        cfg = self.config_of(task.spec, task.step)
-        if cfg is None:
-            try:
-                from .fields import validate_spec
-                from .spec import parse_file
-
-                cfg = validate_spec(parse_file(task.spec)).get(task.step)
-            except DotasksError:
-                cfg = None
-        if cfg is None:
+        step, cfg = self.plan_step(task.spec, task.step)
+        if step is None or cfg is None:
             return True, ""
         checks = bc.post_checks_for(cfg)[0]
-        spec = self.parsed.get(task.spec)
-        step = spec.by_number().get(task.step) if spec is not None else None
-        if step is not None:
-            from .runner import _hook_checks
-
-            checks += _hook_checks("pytest_dotasks_post_checks",
-                                   self.config.hook.pytest_dotasks_post_checks(step=step, config=self.config))
+        checks += _hook_checks("pytest_dotasks_post_checks",
+                               self.config.hook.pytest_dotasks_post_checks(step=step, config=self.config))
         if not checks:
             return True, ""
-        env = dict(os.environ, DOTASKS_TASK_ID=task.task_id, DOTASKS_STEP=str(task.step),
-                   DOTASKS_SPEC=str(task.spec), DOTASKS_ROOT=str(task.spec.parent))
+        env = dotasks_env(task.task_id, task.step, task.spec, task.spec.parent)
         results = run_checks(checks, root=task.spec.parent, timeout=self.settings.post_timeout,
                              workers=self.settings.check_workers, env=env)
         log = self.log_for(task.spec)
@@ -244,11 +253,11 @@ class DotasksRun:
 
     def reconcile(self) -> None:
         """Settle background steps of earlier runs that ended (or vanished) since."""
-        from .background import RUNNING, status, tasks_for
+        from .background import RUNNING, claimed, status, tasks_for
 
         for spec in self.specs:
             for task in tasks_for(spec):
-                if (task.state / "settled").exists():
+                if claimed(task):
                     continue
                 state, code = status(task)
                 if state == RUNNING:
@@ -260,13 +269,12 @@ class DotasksRun:
         """Block until STEP ``dep``'s background body ends; returns its final status."""
         import time as _time
 
-        from .background import RUNNING, BgTask, background_root, status
+        from .background import RUNNING, find, settled, status
         from .marking import read_marker
 
-        state_dir = background_root(spec) / (task_id or "")
-        if not task_id or not (state_dir / "pid.json").exists():
+        task = find(spec, task_id)
+        if task is None:
             return STATUS_FAILED
-        task = BgTask.load(state_dir)
         start = _time.monotonic()
         announced = False
         while True:
@@ -276,7 +284,7 @@ class DotasksRun:
                     self.monitor.drain(task.task_id)  # its last lines before its verdict
                 self.settle(task, state, code)
                 deadline = _time.monotonic() + 10
-                while not (task.state / "settled").exists() and _time.monotonic() < deadline:
+                while not settled(task) and _time.monotonic() < deadline:
                     _time.sleep(0.05)
                 marker = read_marker(spec, dep)
                 return marker.status if marker is not None else STATUS_FAILED
@@ -372,6 +380,7 @@ class DotasksRun:
         if status is None:
             return report
         self.outcomes[(item.spec_path, item.step.number)] = outcome
+        log_failed = call.excinfo is not None and isinstance(call.excinfo.value, LogError)
         try:
             self.mark(item, status)
         except DotasksError as exc:  # MarkError, or LogError from the "marked" event
@@ -381,11 +390,10 @@ class DotasksRun:
                         item.task_id, exc.one_line(), step=item.step.number, phase="mark", event="mark_failed")
                 except LogError as log_exc:
                     exc = log_exc
+            log_failed = log_failed or isinstance(exc, LogError)
             report.outcome = "failed"
             report.longrepr = exc.render()
-        if isinstance(call.excinfo.value if call.excinfo else None, LogError) or (
-                report.failed and isinstance(report.longrepr, str) and "task log" in report.longrepr
-                and "--task-log" in report.longrepr):
+        if log_failed:
             # Nothing more may run unlogged: stop after this step.
             item.session.shouldstop = "the task log cannot be written; see the error above"
         item.config.hook.pytest_dotasks_step_finished(
