@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ def write_summary(tr: Any, run: DotasksRun) -> None:
                 p = r.properties
                 tr.write_line(f"      pid {p.get('bg_pid')}, output {p.get('bg_output')}")
                 if p.get("bg_monitor"):
-                    from pathlib import Path
-
                     from .background import tail_file
 
                     last = tail_file(Path(r.spec).parent / str(p["bg_monitor"]), 2)
@@ -61,7 +60,7 @@ def write_summary(tr: Any, run: DotasksRun) -> None:
             cost += float(p.get("cost_usd", 0.0) or 0.0)
         if tokens_in or tokens_out:
             tr.write_line(f"  agent tokens: {tokens_in} in, {tokens_out} out; estimated cost ${cost:.4f}")
-        log_path = run.log_for(_path(spec)).path
+        log_path = run.log_for(Path(spec)).path
         shown = [r for r in recs if r.task_id and r.outcome in ("failed", "error")] or \
                 [r for r in recs if r.task_id and r.outcome != "skipped"]
         if shown:
@@ -96,8 +95,6 @@ def _ranges(numbers: list[int]) -> str:
 
 def _settle_view(r: Any) -> None:
     """A background step that ended during the run shows its final state."""
-    from pathlib import Path
-
     from .marking import read_marker
     from .model import STATUS_DONE, STATUS_FAILED
 
@@ -107,9 +104,3 @@ def _settle_view(r: Any) -> None:
             r.outcome = "passed"
         elif m.status == STATUS_FAILED:
             r.outcome, r.phase = "failed", "background"
-
-
-def _path(spec: str) -> Any:
-    from pathlib import Path
-
-    return Path(spec)
