@@ -71,8 +71,8 @@ def breakdown(d: Path, n: int) -> None:
     header(f"2. Where a {n}-step plan's collection goes (in-process, best of 3)")
     from markdown_it import MarkdownIt
 
-    from pytest_dotasks.fields import validate_spec
-    from pytest_dotasks.spec import header_lines, parse_text
+    from pytest_dotasks.plan.fields import validate_spec
+    from pytest_dotasks.plan.specmd import header_lines, parse_text
 
     text = (d / "SPEC.md").read_text()
     path = d / "SPEC.md"

@@ -1,6 +1,6 @@
 """Marking cost as SPEC.md grows (1,000 and 10,000 steps), in-process.
 
-``pytest_dotasks.marking.mark`` re-reads the plan, finds the step's header line
+``pytest_dotasks.plan.marking.mark`` re-reads the plan, finds the step's header line
 again, rewrites that one line and replaces the file atomically (temp file,
 fsync, rename) under a lock. It caches the header line numbers keyed by the
 file's text, so a run that is the only writer parses the plan once. Measured:
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from _common import header, machine, ms, plan_text, table, workdir
 
-from pytest_dotasks import marking
-from pytest_dotasks.model import STATUS_DONE
+from pytest_dotasks.plan import marking
+from pytest_dotasks.plan.model import STATUS_DONE
 
 TS = "2026-11-24T10:30:12"
 WARM_MARKS = 5  # consecutive steps marked at each position

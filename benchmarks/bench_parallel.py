@@ -107,7 +107,7 @@ def xdist(d: Path) -> None:
 # miss) per process; a conftest is loaded by every xdist worker too.
 COUNTING_CONFTEST = """\
 import os
-import pytest_dotasks.spec as _spec
+import pytest_dotasks.plan.specmd as _spec
 
 _calls = [0]
 _original = _spec.header_lines

@@ -8,7 +8,7 @@ import pytest
 
 
 def _step_item(request: pytest.FixtureRequest) -> Any:
-    from .items import StepItem
+    from pytest_dotasks.items import StepItem
 
     node = request.node
     if not isinstance(node, StepItem):

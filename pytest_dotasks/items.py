@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from .context import StepContext
-from .errors import DotasksError, PreflightFailed, SpecError, StepFailure
-from .fields import StepConfig
-from .model import STATUS_DONE, STATUS_RUNNING, Step
-from .runner import StepRunner, new_task_id
-from .session import DotasksRun
-from .stash import RUN_KEY
+from pytest_dotasks.run.context import StepContext
+from pytest_dotasks.errors import DotasksError, PreflightFailed, SpecError, StepFailure
+from pytest_dotasks.plan.fields import StepConfig
+from pytest_dotasks.plan.model import STATUS_DONE, STATUS_RUNNING, Step
+from pytest_dotasks.run.phases import StepRunner, new_task_id
+from pytest_dotasks.session import DotasksRun
+from pytest_dotasks.stash import RUN_KEY
 
 
 class DotasksWarning(pytest.PytestWarning):
@@ -37,8 +37,8 @@ def _slug(text: str) -> str:
 
 class SpecFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
-        from .marking import seed_cache
-        from .spec import parse_with_configs, read_text
+        from pytest_dotasks.plan.marking import seed_cache
+        from pytest_dotasks.plan.specmd import parse_with_configs, read_text
 
         run: DotasksRun = self.config.stash[RUN_KEY]
         try:
@@ -151,11 +151,11 @@ class StepItem(pytest.Item):
             self._prop("seconds_preflight", round(self.runner.seconds.get("preflight", 0.0), 3))
 
     def _skip_if_done_or_blocked(self, run: DotasksRun) -> None:
-        from .marking import read_marker
+        from pytest_dotasks.plan.marking import read_marker
 
         marker = read_marker(self.spec_path, self.step.number) or self.step.marker
         if marker.status == STATUS_RUNNING and self.cfg.background:
-            from .background import RUNNING, find, status
+            from pytest_dotasks.run.background import RUNNING, find, status
 
             task = find(self.spec_path, marker.task_id)
             if task is not None and status(task)[0] == RUNNING:
@@ -225,7 +225,7 @@ class StepItem(pytest.Item):
             self.runner.ctx.log_event("main", "dry_run", "dry run: body not run")
             pytest.skip("dry run: pre-flight passed, body not run")
         if self.cfg.background and self.cfg.run:
-            from .runner import step_env
+            from pytest_dotasks.run.phases import step_env
 
             task = run.start_background(self, step_env(self.runner.ctx))
             self.background_started = True

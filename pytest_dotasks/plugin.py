@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import pytest
 
-from .settings import OPTIONS
+from pytest_dotasks.settings import OPTIONS
 
 _KINDS_HELP = {
     "quick": "a short blocking step",
@@ -40,7 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from . import hookspecs
+    from pytest_dotasks import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
 
@@ -64,15 +64,15 @@ def pytest_configure(config: pytest.Config) -> None:
         a.split("::", 1)[0].endswith(".md") for a in config.args)
     if not wants_spec:
         return  # plain pytest: nothing more is loaded
-    from .errors import DotasksError
-    from .session import DotasksRun, spec_paths_from
-    from .settings import resolve
-    from .stash import RUN_KEY
+    from pytest_dotasks.errors import DotasksError
+    from pytest_dotasks.session import DotasksRun, spec_paths_from
+    from pytest_dotasks.settings import resolve
+    from pytest_dotasks.stash import RUN_KEY
 
     try:
         settings = resolve(cli, ini, config.rootpath)
         specs = spec_paths_from(config, settings)
-        from .selection import parse_steps
+        from pytest_dotasks.plan.selection import parse_steps
 
         parse_steps(settings.steps)
     except DotasksError as exc:
@@ -96,7 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(run, "dotasks-run")
     config.pluginmanager.register(_Defaults(), "dotasks-defaults")
-    from . import fixtures
+    from pytest_dotasks import fixtures
 
     config.pluginmanager.register(fixtures, "dotasks-fixtures")
 
@@ -107,25 +107,25 @@ class _Defaults:
     @pytest.hookimpl(trylast=True)
     def pytest_dotasks_run_checks(self, checks: list[Any], phase: str, ctx: Any, timeout: float,
                                   workers: int) -> list[Any]:
-        from .checks import run_checks
-        from .runner import step_env
+        from pytest_dotasks.run.checks import run_checks
+        from pytest_dotasks.run.phases import step_env
 
         return run_checks(checks, root=ctx.root, timeout=timeout, workers=workers, env=step_env(ctx))
 
     @pytest.hookimpl(trylast=True)
     def pytest_dotasks_agent_session(self, ctx: Any) -> Any:
-        from .agent import open_session
+        from pytest_dotasks.agent.session import open_session
 
         return open_session(ctx)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    from .stash import RUN_KEY
+    from pytest_dotasks.stash import RUN_KEY
 
     run = parent.config.stash.get(RUN_KEY, None)
     if run is None or file_path not in run.specs:
         return None
-    from .items import SpecFile
+    from pytest_dotasks.items import SpecFile
 
     return SpecFile.from_parent(parent, path=file_path)
 
@@ -135,12 +135,12 @@ _STEP_IDENT = re.compile(r"(?<![\w:+\-.\[\]\\/])(step\d+)(?![\w:+\-.\[\]\\/])", 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    from .stash import RUN_KEY
+    from pytest_dotasks.stash import RUN_KEY
 
     run = config.stash.get(RUN_KEY, None)
     if run is None:
         return
-    from .items import StepItem
+    from pytest_dotasks.items import StepItem
 
     steps = [it for it in items if isinstance(it, StepItem)]
     if not steps:
@@ -149,7 +149,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if keyword:
         # `-k step1` must mean STEP 1, not 10-19: see items.exact_keyword.
         config.option.keyword = _STEP_IDENT.sub(lambda m: f"[{m.group(1).lower()}]", keyword)
-    from .selection import parse_steps, select
+    from pytest_dotasks.plan.selection import parse_steps, select
 
     selection = parse_steps(run.settings.steps)
     keep: list[pytest.Item] = []
@@ -176,7 +176,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 def _group_by_chain(run: Any, steps: list[Any]) -> None:
     """Suffix each step's node id with its dependency chain, as xdist's loadgroup expects."""
-    from .graph import components
+    from pytest_dotasks.plan.graph import components
 
     groups: dict[Path, dict[int, int]] = {}
     for it in steps:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .session import DotasksRun
+    from pytest_dotasks.session import DotasksRun
 
 _SYMBOL = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-", "running": "⏳"}
 
@@ -49,7 +49,7 @@ def write_summary(tr: Any, run: DotasksRun) -> None:
                 p = r.properties
                 tr.write_line(f"      pid {p.get('bg_pid')}, output {p.get('bg_output')}")
                 if p.get("bg_monitor"):
-                    from .background import tail_file
+                    from pytest_dotasks.run.background import tail_file
 
                     last = tail_file(Path(r.spec).parent / str(p["bg_monitor"]), 2)
                     for ln in last.splitlines():
@@ -95,8 +95,8 @@ def _ranges(numbers: list[int]) -> str:
 
 def _settle_view(r: Any) -> None:
     """A background step that ended during the run shows its final state."""
-    from .marking import read_marker
-    from .model import STATUS_DONE, STATUS_FAILED
+    from pytest_dotasks.plan.marking import read_marker
+    from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED
 
     m = read_marker(Path(r.spec), r.step)
     if m is not None and m.task_id == r.task_id:

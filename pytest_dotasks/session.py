@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from .errors import DotasksError, LogError, MarkError
-from .fields import StepConfig
-from .model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Spec
-from .settings import Settings
-from .tasklog import TaskLog, now_iso, secret_values
+from pytest_dotasks.errors import DotasksError, LogError, MarkError
+from pytest_dotasks.plan.fields import StepConfig
+from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Spec
+from pytest_dotasks.settings import Settings
+from pytest_dotasks.run.tasklog import TaskLog, now_iso, secret_values
 
 if TYPE_CHECKING:
-    from .items import StepItem
+    from pytest_dotasks.items import StepItem
 
 
 @dataclasses.dataclass
@@ -73,7 +73,7 @@ class DotasksRun:
         """(Step, config) of a plan's step, parsing the plan if this run has not collected it
         (background steps are settled at session start, before collection)."""
         if spec_path not in self.parsed:
-            from .spec import parse_with_configs, read_text
+            from pytest_dotasks.plan.specmd import parse_with_configs, read_text
 
             try:
                 spec, cfgs = parse_with_configs(read_text(spec_path), spec_path)
@@ -114,7 +114,7 @@ class DotasksRun:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """The final selection (after -k, -m, --steps): what "selected" means for needs."""
-        from .items import StepItem
+        from pytest_dotasks.items import StepItem
 
         final: dict[Path, set[int]] = {}
         for it in session.items:
@@ -127,13 +127,13 @@ class DotasksRun:
 
     def _monitor(self) -> Any:
         if self.monitor is None:
-            from .background import Monitor
+            from pytest_dotasks.run.background import Monitor
 
             self.monitor = Monitor(self._bg_lines, self._bg_finish)
         return self.monitor
 
     def start_background(self, item: StepItem, env: dict[str, str]) -> Any:
-        from .background import launch
+        from pytest_dotasks.run.background import launch
 
         cfg = item.cfg
         assert cfg.run is not None and item.task_id is not None
@@ -147,7 +147,7 @@ class DotasksRun:
         return task
 
     def _bg_lines(self, task: Any, lines: list[str]) -> None:
-        from .background import alert_in
+        from pytest_dotasks.run.background import alert_in
 
         log = self.log_for(task.spec)
         for line in lines:
@@ -166,20 +166,20 @@ class DotasksRun:
 
     def settle(self, task: Any, state: str, code: int | None) -> str | None:
         """Write the final marker of a finished background step (exactly once across processes)."""
-        from .background import claim
+        from pytest_dotasks.run.background import claim
 
         if not claim(task):
             return None
         try:
             return self._settle_claimed(task, state, code)
         finally:
-            from .background import mark_settled
+            from pytest_dotasks.run.background import mark_settled
 
             mark_settled(task)
 
     def _settle_claimed(self, task: Any, state: str, code: int | None) -> str | None:
-        from .background import EXITED
-        from .marking import read_marker
+        from pytest_dotasks.run.background import EXITED
+        from pytest_dotasks.plan.marking import read_marker
 
         log = self.log_for(task.spec)
         marker = read_marker(task.spec, task.step)
@@ -188,7 +188,7 @@ class DotasksRun:
                       step=task.step, phase="background", event="finished", state=state, exit_code=code)
             return None
         if state != EXITED:
-            from .background import kill_orphan
+            from pytest_dotasks.run.background import kill_orphan
 
             kill_orphan(task)
         ok = state == EXITED and code == 0
@@ -200,8 +200,8 @@ class DotasksRun:
                              f"(exit {code})" if state == EXITED and code else
                              "(process vanished)" if state != EXITED else "(post-validation failed)")
         status = STATUS_DONE if ok else STATUS_FAILED
-        from .marking import mark
-        from .tasklog import now_iso
+        from pytest_dotasks.plan.marking import mark
+        from pytest_dotasks.run.tasklog import now_iso
 
         try:
             if not (self.settings.no_mark or self.settings.dry_run):
@@ -227,9 +227,9 @@ class DotasksRun:
 
     def _bg_post(self, task: Any) -> tuple[bool, str]:
         """Post-validation of a background step once its body has ended."""
-        from . import builtin_checks as bc
-        from .checks import run_checks
-        from .runner import _hook_checks, dotasks_env
+        from pytest_dotasks.run import builtin_checks as bc
+        from pytest_dotasks.run.checks import run_checks
+        from pytest_dotasks.run.phases import _hook_checks, dotasks_env
 
         step, cfg = self.plan_step(task.spec, task.step)
         if step is None or cfg is None:
@@ -253,7 +253,7 @@ class DotasksRun:
 
     def reconcile(self) -> None:
         """Settle background steps of earlier runs that ended (or vanished) since."""
-        from .background import RUNNING, claimed, status, tasks_for
+        from pytest_dotasks.run.background import RUNNING, claimed, status, tasks_for
 
         for spec in self.specs:
             for task in tasks_for(spec):
@@ -269,8 +269,8 @@ class DotasksRun:
         """Block until STEP ``dep``'s background body ends; returns its final status."""
         import time as _time
 
-        from .background import RUNNING, find, settled, status
-        from .marking import read_marker
+        from pytest_dotasks.run.background import RUNNING, find, settled, status
+        from pytest_dotasks.plan.marking import read_marker
 
         task = find(spec, task_id)
         if task is None:
@@ -341,7 +341,7 @@ class DotasksRun:
         task_id = item.task_id
         if task_id is None or self.settings.no_mark or self.settings.dry_run:
             return
-        from .marking import mark
+        from pytest_dotasks.plan.marking import mark
 
         stamp = now_iso()
         mark(item.spec_path, item.step.number, status, task_id, stamp, note)
@@ -355,11 +355,11 @@ class DotasksRun:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
-        from .items import StepItem
+        from pytest_dotasks.items import StepItem
 
         if not isinstance(item, StepItem):
             return report
-        from .items import _is_timeout
+        from pytest_dotasks.items import _is_timeout
 
         if (report.when != "call" and report.failed and call.excinfo is not None
                 and (isinstance(call.excinfo.value, DotasksError) or _is_timeout(call.excinfo.value))):
@@ -435,7 +435,7 @@ class DotasksRun:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.records:
             return
-        from .report import write_summary
+        from pytest_dotasks.report import write_summary
 
         write_summary(terminalreporter, self)
 

@@ -8,6 +8,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .session import DotasksRun
+    from pytest_dotasks.session import DotasksRun
 
 RUN_KEY: pytest.StashKey[DotasksRun] = pytest.StashKey()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dotasks import agents as defs
-from pytest_dotasks.agent import plan_for, render_prompt
-from pytest_dotasks.prompt import Verdict, parse_verdict, step_prompt, system_prompt
+from pytest_dotasks.agent import definitions as defs
+from pytest_dotasks.agent.session import plan_for, render_prompt
+from pytest_dotasks.agent.prompt import Verdict, parse_verdict, step_prompt, system_prompt
 from tests.stubs.steps import make_ctx, make_project, make_step, write_agent, write_skill
 
 
@@ -211,7 +211,7 @@ def test_render_prompt_shows_choices_and_prompts_without_importing_the_sdk(root:
     code = (
         f"import sys; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
         "from tests.stubs.steps import make_ctx\n"
-        "from pytest_dotasks.agent import render_prompt\n"
+        "from pytest_dotasks.agent.session import render_prompt\n"
         f"text = render_prompt(make_ctx(Path({str(root)!r}), [('outputs', 'hello.py')]))\n"
         "assert 'anthropic' not in sys.modules, 'anthropic was imported'\n"
         "print(text)\n"

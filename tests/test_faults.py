@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dotasks.spec import parse_file
+from pytest_dotasks.plan.specmd import parse_file
 
 pytest_plugins = ["pytester"]
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dotasks import marking
+from pytest_dotasks.plan import marking
 from pytest_dotasks.errors import MarkError
-from pytest_dotasks.header import format_marker, parse_header, read_marker, render_header
-from pytest_dotasks.marking import lock_path, mark, rewrite_header
-from pytest_dotasks.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO
-from pytest_dotasks.spec import parse_file, parse_text, split_lines
+from pytest_dotasks.plan.header import format_marker, parse_header, read_marker, render_header
+from pytest_dotasks.plan.marking import lock_path, mark, rewrite_header
+from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO
+from pytest_dotasks.plan.specmd import parse_file, parse_text, split_lines
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SEED = Path("/work/shared/fixtures/seed-SPEC.md")

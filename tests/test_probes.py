@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dotasks import probes
-from pytest_dotasks.probes import NAMED_PROBES, ProbeResult, probe_anthropic, probe_tinker
+from pytest_dotasks.run import probes
+from pytest_dotasks.run.probes import NAMED_PROBES, ProbeResult, probe_anthropic, probe_tinker
 from tests.stubs.anthropic_stub import API_KEY as ANTHROPIC_KEY
 from tests.stubs.anthropic_stub import AnthropicStub
 from tests.stubs.tinker_stub import API_KEY as TINKER_KEY
@@ -76,7 +76,7 @@ def test_named_probes_registry() -> None:
 
 
 def test_importing_probes_imports_no_sdk() -> None:
-    code = ("import json, sys; import pytest_dotasks.probes; "
+    code = ("import json, sys; import pytest_dotasks.run.probes; "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('anthropic', 'tinker', 'httpx', 'httpx2', 'pytest'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_dotasks.errors import MarkError, SpecError
-from pytest_dotasks.fields import SINGLE_FIELDS
-from pytest_dotasks.marking import rewrite_header
-from pytest_dotasks.model import KINDS, STATUS_DONE, STATUS_FAILED, STATUS_RUNNING
-from pytest_dotasks.spec import parse_file, parse_text
+from pytest_dotasks.plan.fields import SINGLE_FIELDS
+from pytest_dotasks.plan.marking import rewrite_header
+from pytest_dotasks.plan.model import KINDS, STATUS_DONE, STATUS_FAILED, STATUS_RUNNING
+from pytest_dotasks.plan.specmd import parse_file, parse_text
 
 P = Path("SPEC.md")
 TS = "2026-11-24T10:30:12"

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from pytest_dotasks import cli
-from pytest_dotasks.fields import validate_spec
-from pytest_dotasks.header import parse_header
-from pytest_dotasks.spec import parse_file
+from pytest_dotasks.plan.fields import validate_spec
+from pytest_dotasks.plan.header import parse_header
+from pytest_dotasks.plan.specmd import parse_file
 
 pytest_plugins = ["pytester"]
 
@@ -259,7 +259,7 @@ def test_tinker_plan_dry_run_without_keys(tmp_path: Path) -> None:
         assert any(f"{k} is not set" in text for k in cfgs[n].env), text[:500]
     for n in (2, 3, 4, 5):  # the key-free chain at the start of the plan
         assert n not in errored
-    if importlib.util.find_spec("pytest_dotasks.agent") is not None:
+    if importlib.util.find_spec("pytest_dotasks.agent.session") is not None:
         for n in (2, 3, 4, 5):
             skipped = cases[f"step{n}"].find("skipped")
             assert skipped is not None and "dry run" in (skipped.get("message") or ""), f"STEP {n}"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dotasks.tasklog import secret_values
+from pytest_dotasks.run.tasklog import secret_values
 
 pytest_plugins = ["pytester"]
 

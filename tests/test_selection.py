@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pytest_dotasks.errors import SettingsError
-from pytest_dotasks.selection import Selection, continue_point, parse_steps, select
-from pytest_dotasks.spec import parse_text
+from pytest_dotasks.plan.selection import Selection, continue_point, parse_steps, select
+from pytest_dotasks.plan.specmd import parse_text
 
 
 def _spec(done: set[int], n: int = 10):  # type: ignore[no-untyped-def]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from pytest_dotasks.errors import SpecError
-from pytest_dotasks.fields import config_of, configs, validate_spec
-from pytest_dotasks.model import FIELD_NAMES, STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO
-from pytest_dotasks.spec import header_lines, iter_markers, parse_file, parse_text
+from pytest_dotasks.plan.fields import config_of, configs, validate_spec
+from pytest_dotasks.plan.model import FIELD_NAMES, STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO
+from pytest_dotasks.plan.specmd import header_lines, iter_markers, parse_file, parse_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHARACTER = FIXTURES / "character-plan.md"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dotasks.tools import SCHEMAS, ToolError, Workspace, grants
+from pytest_dotasks.agent.tools import SCHEMAS, ToolError, Workspace, grants
 
 
 @pytest.fixture

@@ -12,17 +12,17 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import builtin_checks as bc
-from .checks import ADVISORY, Check, CheckResult
-from .context import BodyResult, StepContext
-from .errors import BodyFailed, PostFailed, PreflightFailed
-from .fields import StepConfig
-from .process import run_shell, tail
+from pytest_dotasks.run import builtin_checks as bc
+from pytest_dotasks.run.checks import ADVISORY, Check, CheckResult
+from pytest_dotasks.run.context import BodyResult, StepContext
+from pytest_dotasks.errors import BodyFailed, PostFailed, PreflightFailed
+from pytest_dotasks.plan.fields import StepConfig
+from pytest_dotasks.run.process import run_shell, tail
 
 if TYPE_CHECKING:
     import pytest
 
-    from .session import DotasksRun
+    from pytest_dotasks.session import DotasksRun
 
 
 def new_task_id(number: int | str) -> str:
@@ -220,7 +220,7 @@ class StepRunner:
     def describe_body(self) -> str:
         if self.cfg.run:
             return f"$ {self.cfg.run}"
-        from .agent import render_prompt
+        from pytest_dotasks.agent.session import render_prompt
 
         return render_prompt(self.ctx)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import DotasksError
+from pytest_dotasks.errors import DotasksError
 
 AGENTS_DIR = Path(".claude") / "agents"
 SKILLS_DIR = Path(".claude") / "skills"

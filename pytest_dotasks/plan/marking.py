@@ -17,9 +17,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import MarkError
-from .header import parse_header, render_header
-from .model import Marker
+from pytest_dotasks.errors import MarkError
+from pytest_dotasks.plan.header import parse_header, render_header
+from pytest_dotasks.plan.model import Marker
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -84,7 +84,7 @@ class _HeaderCache:
         return None
 
     def _parse(self, text: str, starts: list[int]) -> None:
-        from .spec import header_lines
+        from pytest_dotasks.plan.specmd import header_lines
 
         self.entry = (text, header_lines(text), starts, True)
 

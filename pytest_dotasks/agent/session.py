@@ -24,12 +24,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import agents as defs
-from . import prompt as prompts
-from .context import BodyResult, StepContext
-from .errors import BodyFailed
-from .tasklog import now_iso
-from .tools import Grants, ToolResult, Workspace, grants, task_schema
+from pytest_dotasks.agent import definitions as defs
+from pytest_dotasks.agent import prompt as prompts
+from pytest_dotasks.run.context import BodyResult, StepContext
+from pytest_dotasks.errors import BodyFailed
+from pytest_dotasks.run.tasklog import now_iso
+from pytest_dotasks.agent.tools import Grants, ToolResult, Workspace, grants, task_schema
 
 if TYPE_CHECKING:
     import anthropic
@@ -171,7 +171,7 @@ def open_session(ctx: StepContext) -> AgentSession:
         raise BodyFailed(exc.message, path=exc.path, line=exc.line, fix=exc.fix) from None
     if backend == "anthropic":
         return AnthropicSession(ctx, plan)
-    from .agent_cli import ClaudeCodeSession, CommandSession
+    from pytest_dotasks.agent.cli_backends import ClaudeCodeSession, CommandSession
 
     if backend == "claude-code":
         return ClaudeCodeSession(ctx, plan)
@@ -249,7 +249,7 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 def step_environment(ctx: StepContext) -> dict[str, str]:
-    from .runner import step_env
+    from pytest_dotasks.run.phases import step_env
 
     return step_env(ctx)
 
@@ -385,7 +385,7 @@ class AnthropicSession:
         return [_cached({"type": "text", "text": system})]
 
     def _tool_params(self, g: Grants, depth: int) -> list[dict[str, Any]]:
-        from .tools import SCHEMAS
+        from pytest_dotasks.agent.tools import SCHEMAS
 
         out: list[dict[str, Any]] = []
         for name in g.names:

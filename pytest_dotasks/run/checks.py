@@ -197,7 +197,7 @@ def run_checks(
                 cond.wait(timeout=None if wake is None else max(0.01, wake - time.monotonic()))
     except BaseException:
         # Ctrl-C or pytest-timeout while checks run: their commands die with us.
-        from .process import kill_live
+        from pytest_dotasks.run.process import kill_live
 
         kill_live("dotasks-check-")
         raise

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .model import Step
-from .settings import Settings
-from .tasklog import TaskLog
+from pytest_dotasks.plan.model import Step
+from pytest_dotasks.settings import Settings
+from pytest_dotasks.run.tasklog import TaskLog
 
 
 @dataclasses.dataclass

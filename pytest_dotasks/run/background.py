@@ -2,7 +2,7 @@
 
 State of one background execution lives in ``.dotasks/background/TASK_ID/``:
 ``meta.json`` (what runs, which step), ``output.log``, ``pid`` of the
-supervisor (``bgwrap``), ``exit.json`` when the body ended, ``settling``
+supervisor (``run.supervisor``), ``exit.json`` when the body ended, ``settling``
 once one process (this run's monitor, a waiting dependent, or a later run)
 took on writing the final marker, and ``settled`` once it has. Creating
 ``settling`` with O_EXCL makes that happen exactly once, whichever process
@@ -96,7 +96,7 @@ def launch(task_id: str, step: int, spec: Path, command: str, cwd: Path, env: di
             "monitor_every": monitor_every, "alerts": list(alerts), "started": time.time(),
             "timeout": timeout}
     (state / "meta.json").write_text(json.dumps(meta))
-    out = subprocess.run([sys.executable, "-m", "pytest_dotasks.bgwrap", str(state)], cwd=str(cwd), env=env,
+    out = subprocess.run([sys.executable, "-m", "pytest_dotasks.run.supervisor", str(state)], cwd=str(cwd), env=env,
                          capture_output=True, text=True, timeout=30, check=True)
     pid = int(out.stdout.strip())
     start = _proc_start(pid)

@@ -12,8 +12,8 @@ import dataclasses
 import re
 from collections.abc import Iterable
 
-from .errors import SettingsError
-from .model import Step
+from pytest_dotasks.errors import SettingsError
+from pytest_dotasks.plan.model import Step
 
 _PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 

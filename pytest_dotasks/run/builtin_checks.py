@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .checks import ADVISORY, CRITICAL, Check, CheckContext, CheckResult
-from .fields import Command, OutputSpec, StepConfig, Threshold
-from .process import run_shell, tail
+from pytest_dotasks.run.checks import ADVISORY, CRITICAL, Check, CheckContext, CheckResult
+from pytest_dotasks.plan.fields import Command, OutputSpec, StepConfig, Threshold
+from pytest_dotasks.run.process import run_shell, tail
 
 
 def _matches(root: Path, pattern: str) -> list[Path]:
@@ -116,7 +116,7 @@ def shell_check(cmd: Command, phase: str) -> Check:
 
 def probe_check(name: str, severity: str = CRITICAL) -> Check:
     def fn(ctx: CheckContext) -> CheckResult:
-        from .probes import NAMED_PROBES
+        from pytest_dotasks.run.probes import NAMED_PROBES
 
         result = NAMED_PROBES[name](ctx.remaining(), ctx.env if ctx.env is not None else os.environ)
         return CheckResult(f"{name} reachable", bool(result.ok), result.reason)
@@ -126,7 +126,7 @@ def probe_check(name: str, severity: str = CRITICAL) -> Check:
 
 def named_probe_names() -> frozenset[str]:
     try:
-        from .probes import NAMED_PROBES
+        from pytest_dotasks.run.probes import NAMED_PROBES
     except ImportError:
         return frozenset()
     return frozenset(NAMED_PROBES)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from .model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO, Marker
+from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO, Marker
 
 HEADER = re.compile(
     r"^(?P<lead>[ \t]*[-*+][ \t]+\[)(?P<box>[ xX])(?P<mid>\][ \t]+"

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SpecError
-from .header import INLINE_HEADER, parse_header
-from .model import FIELD_NAMES, Field, Marker, Spec, Step
+from pytest_dotasks.errors import SpecError
+from pytest_dotasks.plan.header import INLINE_HEADER, parse_header
+from pytest_dotasks.plan.model import FIELD_NAMES, Field, Marker, Spec, Step
 
 if TYPE_CHECKING:
-    from .fields import StepConfig
+    from pytest_dotasks.plan.fields import StepConfig
 
 _FIELD = re.compile(r"^(?P<key>[A-Za-z][\w-]*)[ \t]*:(?:[ \t]+(?P<value>.*)|[ \t]*)$", re.DOTALL)
 # "STEP 8: Title", "Step 8 - Title", "**Step 8**". Not "Step 1-2: Setup" or "Step 1.2"
@@ -294,7 +294,7 @@ def parse_with_configs(text: str, path: Path) -> tuple[Spec, dict[int, StepConfi
             )
         )
     spec = Spec(path=path, steps=tuple(steps), warnings=tuple(warnings))
-    from .fields import validate_spec  # late: fields imports model only
+    from pytest_dotasks.plan.fields import validate_spec  # late: fields imports model only
 
     return spec, validate_spec(spec)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from .errors import SpecError
-from .model import KINDS, Field, Spec, Step, split_list
-from .settings import parse_duration
+from pytest_dotasks.errors import SpecError
+from pytest_dotasks.plan.model import KINDS, Field, Spec, Step, split_list
+from pytest_dotasks.settings import parse_duration
 
 ADVISORY = "(advisory)"
 CRITICAL = "(critical)"

@@ -1,4 +1,4 @@
-"""Supervisor of a background step: ``python -m pytest_dotasks.bgwrap DIR``.
+"""Supervisor of a background step: ``python -m pytest_dotasks.run.supervisor DIR``.
 
 It forks once, so the launching pytest never has a child to reap: the
 parent prints the supervisor's pid and exits; the supervisor starts a new

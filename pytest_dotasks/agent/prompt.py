@@ -20,8 +20,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from .agents import AgentDef, SkillDef
-from .model import Step
+from pytest_dotasks.agent.definitions import AgentDef, SkillDef
+from pytest_dotasks.plan.model import Step
 
 RESULT_PREFIX = "STEP RESULT:"
 SUCCESS_LINE = "STEP RESULT: SUCCESS"
