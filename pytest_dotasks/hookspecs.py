@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_dotasks.plan.model import Step
     from pytest_dotasks.run.checks import Check, CheckResult
     from pytest_dotasks.run.context import StepContext
-    from pytest_dotasks.plan.model import Step
 
 
 def pytest_dotasks_preflight_checks(step: Step, config: pytest.Config) -> list[Check] | None:

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from pytest_dotasks.run.context import StepContext
 from pytest_dotasks.errors import DotasksError, PreflightFailed, SpecError, StepFailure
 from pytest_dotasks.plan.fields import StepConfig
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_RUNNING, Step
-from pytest_dotasks.run.phases import StepRunner, new_task_id
+from pytest_dotasks.run.context import StepContext, new_task_id
+from pytest_dotasks.run.phases import StepRunner
 from pytest_dotasks.session import DotasksRun
 from pytest_dotasks.stash import RUN_KEY
 
@@ -225,7 +225,7 @@ class StepItem(pytest.Item):
             self.runner.ctx.log_event("main", "dry_run", "dry run: body not run")
             pytest.skip("dry run: pre-flight passed, body not run")
         if self.cfg.background and self.cfg.run:
-            from pytest_dotasks.run.phases import step_env
+            from pytest_dotasks.run.context import step_env
 
             task = run.start_background(self, step_env(self.runner.ctx))
             self.background_started = True

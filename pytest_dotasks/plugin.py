@@ -108,7 +108,7 @@ class _Defaults:
     def pytest_dotasks_run_checks(self, checks: list[Any], phase: str, ctx: Any, timeout: float,
                                   workers: int) -> list[Any]:
         from pytest_dotasks.run.checks import run_checks
-        from pytest_dotasks.run.phases import step_env
+        from pytest_dotasks.run.context import step_env
 
         return run_checks(checks, root=ctx.root, timeout=timeout, workers=workers, env=step_env(ctx))
 

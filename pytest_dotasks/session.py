@@ -18,8 +18,8 @@ import pytest
 from pytest_dotasks.errors import DotasksError, LogError, MarkError
 from pytest_dotasks.plan.fields import StepConfig
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Spec
-from pytest_dotasks.settings import Settings
 from pytest_dotasks.run.tasklog import TaskLog, now_iso, secret_values
+from pytest_dotasks.settings import Settings
 
 if TYPE_CHECKING:
     from pytest_dotasks.items import StepItem
@@ -178,8 +178,8 @@ class DotasksRun:
             mark_settled(task)
 
     def _settle_claimed(self, task: Any, state: str, code: int | None) -> str | None:
-        from pytest_dotasks.run.background import EXITED
         from pytest_dotasks.plan.marking import read_marker
+        from pytest_dotasks.run.background import EXITED
 
         log = self.log_for(task.spec)
         marker = read_marker(task.spec, task.step)
@@ -229,7 +229,8 @@ class DotasksRun:
         """Post-validation of a background step once its body has ended."""
         from pytest_dotasks.run import builtin_checks as bc
         from pytest_dotasks.run.checks import run_checks
-        from pytest_dotasks.run.phases import _hook_checks, dotasks_env
+        from pytest_dotasks.run.context import dotasks_env
+        from pytest_dotasks.run.phases import _hook_checks
 
         step, cfg = self.plan_step(task.spec, task.step)
         if step is None or cfg is None:
@@ -269,8 +270,8 @@ class DotasksRun:
         """Block until STEP ``dep``'s background body ends; returns its final status."""
         import time as _time
 
-        from pytest_dotasks.run.background import RUNNING, find, settled, status
         from pytest_dotasks.plan.marking import read_marker
+        from pytest_dotasks.run.background import RUNNING, find, settled, status
 
         task = find(spec, task_id)
         if task is None:

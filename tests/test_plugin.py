@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import SEED
+
 pytest_plugins = ["pytester"]
 
 PLAN = """\
@@ -345,7 +347,7 @@ def test_xdist_collects_same_items_whatever_the_checkboxes(pytester: pytest.Pyte
 
 
 def test_seed_plan_collects_twenty_steps(pytester: pytest.Pytester) -> None:
-    seed = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "seed-SPEC.md"
+    seed = SEED
     if not seed.exists():
         pytest.skip("shared/fixtures not beside the checkout")
     (pytester.path / "SPEC.md").write_bytes(seed.read_bytes())

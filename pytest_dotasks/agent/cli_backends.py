@@ -24,9 +24,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pytest_dotasks.agent import prompt as prompts
-from pytest_dotasks.agent.session import AgentPlan, Transcript, Usage, api_key_values, combined_prompt, one_line, step_environment
-from pytest_dotasks.run.context import BodyResult, StepContext
+from pytest_dotasks.agent.session import (
+    AgentPlan,
+    Transcript,
+    Usage,
+    api_key_values,
+    combined_prompt,
+    one_line,
+    step_environment,
+)
 from pytest_dotasks.errors import BodyFailed
+from pytest_dotasks.run.context import BodyResult, StepContext
 from pytest_dotasks.run.process import run_shell, tail
 
 T = TypeVar("T")

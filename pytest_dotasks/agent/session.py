@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_dotasks.agent import definitions as defs
 from pytest_dotasks.agent import prompt as prompts
-from pytest_dotasks.run.context import BodyResult, StepContext
-from pytest_dotasks.errors import BodyFailed
-from pytest_dotasks.run.tasklog import now_iso
 from pytest_dotasks.agent.tools import Grants, ToolResult, Workspace, grants, task_schema
+from pytest_dotasks.errors import BodyFailed
+from pytest_dotasks.run.context import BodyResult, StepContext
+from pytest_dotasks.run.tasklog import now_iso
 
 if TYPE_CHECKING:
     import anthropic
@@ -249,7 +249,7 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 def step_environment(ctx: StepContext) -> dict[str, str]:
-    from pytest_dotasks.run.phases import step_env
+    from pytest_dotasks.run.context import step_env
 
     return step_env(ctx)
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_dotasks.run.checks import ADVISORY, CRITICAL, Check, CheckContext, CheckResult
 from pytest_dotasks.plan.fields import Command, OutputSpec, StepConfig, Threshold
+from pytest_dotasks.run.checks import ADVISORY, CRITICAL, Check, CheckContext, CheckResult
 from pytest_dotasks.run.process import run_shell, tail
 
 

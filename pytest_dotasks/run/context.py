@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pytest_dotasks.plan.model import Step
-from pytest_dotasks.settings import Settings
 from pytest_dotasks.run.tasklog import TaskLog
+from pytest_dotasks.settings import Settings
 
 
 @dataclasses.dataclass
@@ -41,3 +43,17 @@ class BodyResult:
     summary: str
     output: str = ""
     properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def new_task_id(number: int | str) -> str:
+    return f"task_{number}_{uuid.uuid4().hex[:8]}"
+
+
+def dotasks_env(task_id: str, step: int, spec_path: Path, root: Path) -> dict[str, str]:
+    """The environment of a step's commands: ours plus what tells them which task they serve."""
+    return dict(os.environ, DOTASKS_TASK_ID=task_id, DOTASKS_STEP=str(step), DOTASKS_SPEC=str(spec_path),
+                DOTASKS_ROOT=str(root))
+
+
+def step_env(ctx: StepContext) -> dict[str, str]:
+    return dotasks_env(ctx.task_id, ctx.step.number, ctx.spec_path, ctx.root)

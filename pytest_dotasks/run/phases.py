@@ -6,37 +6,21 @@ relevant output; the pytest item turns it into a setup error or a failure.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_dotasks.run import builtin_checks as bc
-from pytest_dotasks.run.checks import ADVISORY, Check, CheckResult
-from pytest_dotasks.run.context import BodyResult, StepContext
 from pytest_dotasks.errors import BodyFailed, PostFailed, PreflightFailed
 from pytest_dotasks.plan.fields import StepConfig
+from pytest_dotasks.run import builtin_checks as bc
+from pytest_dotasks.run.checks import ADVISORY, Check, CheckResult
+from pytest_dotasks.run.context import BodyResult, StepContext, step_env
 from pytest_dotasks.run.process import run_shell, tail
 
 if TYPE_CHECKING:
     import pytest
 
     from pytest_dotasks.session import DotasksRun
-
-
-def new_task_id(number: int | str) -> str:
-    return f"task_{number}_{uuid.uuid4().hex[:8]}"
-
-
-def dotasks_env(task_id: str, step: int, spec_path: Path, root: Path) -> dict[str, str]:
-    """The environment of a step's commands: ours plus what tells them which task they serve."""
-    return dict(os.environ, DOTASKS_TASK_ID=task_id, DOTASKS_STEP=str(step), DOTASKS_SPEC=str(spec_path),
-                DOTASKS_ROOT=str(root))
-
-
-def step_env(ctx: StepContext) -> dict[str, str]:
-    return dotasks_env(ctx.task_id, ctx.step.number, ctx.spec_path, ctx.root)
 
 
 def _unique(checks: list[Check]) -> list[Check]:

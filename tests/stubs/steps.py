@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_dotasks.run.context import StepContext
 from pytest_dotasks.plan.model import STATUS_TODO, Field, Marker, Step
-from pytest_dotasks.settings import resolve
+from pytest_dotasks.run.context import StepContext
 from pytest_dotasks.run.tasklog import TaskLog, secret_values
+from pytest_dotasks.settings import resolve
 
 
 def make_project(tmp_path: Path) -> Path:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from pytest_dotasks.agent import session as agent_mod
-from pytest_dotasks.agent.session import AnthropicSession, Usage, model_family, open_session
 from pytest_dotasks.agent.cli_backends import ClaudeCodeSession, CommandSession, claude_code_outcome, render_command
+from pytest_dotasks.agent.session import AnthropicSession, Usage, model_family, open_session
 from pytest_dotasks.errors import BodyFailed
 from pytest_dotasks.run.tasklog import read_log
 from tests.stubs.anthropic_stub import API_KEY, AnthropicStub, text, tool_use

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dotasks.plan import marking
 from pytest_dotasks.errors import MarkError
+from pytest_dotasks.plan import marking
 from pytest_dotasks.plan.header import format_marker, parse_header, read_marker, render_header
 from pytest_dotasks.plan.marking import lock_path, mark, rewrite_header
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO
 from pytest_dotasks.plan.specmd import parse_file, parse_text, split_lines
+from tests.paths import FIXTURES, SEED
 
-FIXTURES = Path(__file__).parent / "fixtures"
-SEED = Path("/work/shared/fixtures/seed-SPEC.md")
 P = Path("SPEC.md")
 TS = "2026-11-24T10:30:12"
 SYMBOLS = ("✓", "✗", "⏳")

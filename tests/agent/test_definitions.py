@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from pytest_dotasks.agent import definitions as defs
-from pytest_dotasks.agent.session import plan_for, render_prompt
 from pytest_dotasks.agent.prompt import Verdict, parse_verdict, step_prompt, system_prompt
+from pytest_dotasks.agent.session import plan_for, render_prompt
+from tests.paths import REPO
 from tests.stubs.steps import make_ctx, make_project, make_step, write_agent, write_skill
 
 
@@ -209,7 +210,7 @@ def test_default_agent_missing_uses_the_builtin_but_a_named_one_must_exist(root:
 def test_render_prompt_shows_choices_and_prompts_without_importing_the_sdk(root: Path) -> None:
     write_agent(root, "AGENT.md", "Main body.", name="tinker-executor", tools="Read, Bash")
     code = (
-        f"import sys; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
+        f"import sys; from pathlib import Path; sys.path.insert(0, {str(REPO)!r})\n"
         "from tests.stubs.steps import make_ctx\n"
         "from pytest_dotasks.agent.session import render_prompt\n"
         f"text = render_prompt(make_ctx(Path({str(root)!r}), [('outputs', 'hello.py')]))\n"

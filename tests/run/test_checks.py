@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dotasks.run import builtin_checks as bc
-from pytest_dotasks.run.checks import ADVISORY, CRITICAL, Check, CheckContext, CheckResult, run_checks
 from pytest_dotasks.plan.fields import Command, OutputSpec, StepConfig, config_of
 from pytest_dotasks.plan.specmd import parse_text
+from pytest_dotasks.run import builtin_checks as bc
+from pytest_dotasks.run.checks import ADVISORY, CRITICAL, Check, CheckContext, CheckResult, run_checks
 
 
 def run(checks: list[Check], root: Path, timeout: float = 5.0, workers: int = 3, **kw: object) -> list[CheckResult]:

@@ -19,6 +19,7 @@ import pytest
 
 from pytest_dotasks.run import probes
 from pytest_dotasks.run.probes import NAMED_PROBES, ProbeResult, probe_anthropic, probe_tinker
+from tests.paths import REPO
 from tests.stubs.anthropic_stub import API_KEY as ANTHROPIC_KEY
 from tests.stubs.anthropic_stub import AnthropicStub
 from tests.stubs.tinker_stub import API_KEY as TINKER_KEY
@@ -80,7 +81,7 @@ def test_importing_probes_imports_no_sdk() -> None:
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('anthropic', 'tinker', 'httpx', 'httpx2', 'pytest'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[1], check=True).stdout
+                         cwd=REPO, check=True).stdout
     assert json.loads(out.strip().splitlines()[-1]) == []
 
 

@@ -11,11 +11,12 @@ from pytest_dotasks.errors import SpecError
 from pytest_dotasks.plan.fields import config_of, configs, validate_spec
 from pytest_dotasks.plan.model import FIELD_NAMES, STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO
 from pytest_dotasks.plan.specmd import header_lines, iter_markers, parse_file, parse_text
+from tests.paths import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 CHARACTER = FIXTURES / "character-plan.md"
 SIMPLE = FIXTURES / "simple-plan.md"
-SEED = Path("/work/shared/fixtures/seed-SPEC.md")
+from tests.paths import SEED
+
 P = Path("SPEC.md")
 
 
