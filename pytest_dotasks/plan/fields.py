@@ -10,8 +10,8 @@ import dataclasses
 import re
 
 from pytest_dotasks.errors import SpecError
+from pytest_dotasks.plan.durations import parse_duration
 from pytest_dotasks.plan.model import KINDS, Field, Spec, Step, split_list
-from pytest_dotasks.settings import parse_duration
 
 ADVISORY = "(advisory)"
 CRITICAL = "(critical)"
