@@ -121,7 +121,7 @@ class StepItem(pytest.Item):
         log = run.log_for(self.spec_path)
         ctx = StepContext(
             step=self.step, task_id=self.task_id, root=self.spec_path.parent, spec_path=self.spec_path,
-            log=log, settings=run.settings, state_dir=run.state_dir(self.spec_path),
+            log=log, settings=run.settings, state_dir=run.state_dir(self.spec_path), ini_path=self.config.inipath,
             emit=lambda line: run.emit(log.scrub(line)),
         )
         ctx.extra["model_aliases"] = self.config.getini("dotasks_model_aliases")

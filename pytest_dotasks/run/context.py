@@ -23,6 +23,7 @@ class StepContext:
     log: TaskLog
     settings: Settings
     state_dir: Path  # .dotasks/ beside SPEC.md (transcripts, background status, outputs)
+    ini_path: Path | None = None  # the ini file pytest used: it configures the run, so agents may not touch it
     emit: Callable[[str], None] = print  # one live line for the terminal (shown under -v)
     properties: dict[str, Any] = dataclasses.field(default_factory=dict)  # -> JUnit properties
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # hook implementations' scratch
