@@ -80,7 +80,7 @@ def test_invalid_key_fails_in_one_line(pytester: pytest.Pytester, anthropic_stub
     res = pytester.runpytest("--spec", "SPEC.md")
     res.assert_outcomes(failed=1)
     out = res.stdout.str()
-    assert re.search(r"STEP 1.*rejected the key \(401.*\[task_1_", out, re.I), out
+    assert re.search(r"STEP 1.*rejected the key \(401.*\[task_1_", out, re.IGNORECASE), out
     assert "Traceback" not in out and "sk-ant-wrong-key" not in out
 
 
