@@ -15,7 +15,7 @@ from pytest_dotasks.errors import DotasksError, PreflightFailed, SpecError, Step
 from pytest_dotasks.plan.fields import StepConfig
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_RUNNING, Step
 from pytest_dotasks.run.context import StepContext, new_task_id
-from pytest_dotasks.run.phases import StepRunner
+from pytest_dotasks.run.phases import StepHooks, StepRunner
 from pytest_dotasks.session import DotasksRun
 from pytest_dotasks.stash import RUN_KEY
 
@@ -131,7 +131,7 @@ class StepItem(pytest.Item):
             return prompt if new is None else str(new)
 
         ctx.extra["adjust_prompt"] = adjust
-        self.runner = StepRunner(run, self.config, ctx, self.cfg)
+        self.runner = StepRunner(run, self._hooks(), ctx, self.cfg)
         from _pytest.fixtures import TopRequest
 
         self._request = TopRequest(self, _ispytest=True)  # type: ignore[arg-type]
@@ -149,6 +149,24 @@ class StepItem(pytest.Item):
             raise
         finally:
             self._prop("seconds_preflight", round(self.runner.seconds.get("preflight", 0.0), 3))
+
+    def _hooks(self) -> StepHooks:
+        hook, config = self.config.hook, self.config
+
+        def extra_checks(name: str, step: Step) -> list[Any]:
+            result: list[Any] = getattr(hook, name)(step=step, config=config)
+            return result
+
+        def describe_agent(ctx: StepContext) -> str:
+            from pytest_dotasks.agent.session import render_prompt
+
+            return render_prompt(ctx)
+
+        return StepHooks(
+            run_checks=hook.pytest_dotasks_run_checks, extra_checks=extra_checks,
+            open_agent=lambda ctx: hook.pytest_dotasks_agent_session(ctx=ctx),
+            describe_agent=describe_agent, verbose=config.get_verbosity() > 0,
+        )
 
     def _skip_if_done_or_blocked(self, run: DotasksRun) -> None:
         from pytest_dotasks.plan.marking import read_marker
@@ -183,7 +201,7 @@ class StepItem(pytest.Item):
                 continue
             dep_marker = read_marker(self.spec_path, dep)
             if dep_marker is not None and dep_marker.status == STATUS_RUNNING and not run.settings.dry_run:
-                final = run.wait_for_background(self.spec_path, dep, dep_marker.task_id, self.cfg.timeout)
+                final = run.background.wait(self.spec_path, dep, dep_marker.task_id, self.cfg.timeout)
                 if final == STATUS_RUNNING:
                     self._fail_preflight(run, f"STEP {dep} is still running in the background after "
                                          f"{self.cfg.timeout:g}s (this step's timeout)",
@@ -227,7 +245,7 @@ class StepItem(pytest.Item):
         if self.cfg.background and self.cfg.run:
             from pytest_dotasks.run.context import step_env
 
-            task = run.start_background(self, step_env(self.runner.ctx))
+            task = run.background.start(self.step, self.cfg, self.runner.ctx.task_id, step_env(self.runner.ctx))
             self.background_started = True
             self._prop("background", "started")
             self._prop("bg_pid", task.pid)
@@ -278,7 +296,7 @@ class StepItem(pytest.Item):
         if self.run.settings.full_trace:
             return None
         grep = (f"\nlog: grep {self.task_id} {self.run.log_for(self.spec_path).path}" if self.task_id else "")
-        if _is_timeout(exc):
+        if is_timeout(exc):
             phase = self.failed_phase or "main"
             tid = f" [{self.task_id}]" if self.task_id else ""
             return f"STEP {self.step.number} timed out in {phase}: {str(exc).strip()}{tid}{grep}"
@@ -287,7 +305,7 @@ class StepItem(pytest.Item):
         return None
 
 
-def _is_timeout(exc: BaseException) -> bool:
+def is_timeout(exc: BaseException) -> bool:
     """pytest-timeout's signal method fails the test with "Timeout (>Ns) from pytest-timeout"."""
     return isinstance(exc, pytest.fail.Exception) and "Timeout" in str(exc)
 

@@ -6,6 +6,7 @@ the run state, the SDKs) is imported when a plan is actually being run.
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -96,9 +97,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(run, "dotasks-run")
     config.pluginmanager.register(_Defaults(), "dotasks-defaults")
-    from pytest_dotasks import fixtures
-
-    config.pluginmanager.register(fixtures, "dotasks-fixtures")
+    # By module name, not ``from pytest_dotasks import ...``: the package attribute
+    # can hold a module from an earlier in-process run (pytester) whose classes
+    # are not this run's.
+    for name in ("fixtures", "verdict"):
+        config.pluginmanager.register(importlib.import_module(f"pytest_dotasks.{name}"), f"dotasks-{name}")
 
 
 class _Defaults:
@@ -172,6 +175,23 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items[:] = keep
     if hasattr(config, "workerinput"):
         _group_by_chain(run, steps)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The final selection (after -k, -m, --steps): what "selected" means for needs."""
+    from pytest_dotasks.stash import RUN_KEY
+
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    from pytest_dotasks.items import StepItem
+
+    final: dict[Path, set[int]] = {}
+    for it in session.items:
+        if isinstance(it, StepItem):
+            final.setdefault(it.spec_path, set()).add(it.step.number)
+    for path in run.parsed:
+        run.selected[path] = final.get(path, set())
 
 
 def _group_by_chain(run: Any, steps: list[Any]) -> None:

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from pytest_dotasks.session import DotasksRun
+from pytest_dotasks.settings import Settings
+
+
+@dataclasses.dataclass
+class Record:
+    """What the closing summary says of one step (built from reports)."""
+
+    spec: str
+    step: int
+    title: str
+    outcome: str
+    task_id: str | None = None
+    phase: str | None = None
+    message: str | None = None
+    seconds: float = 0.0
+    properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class SummaryInput:
+    """What the summary reads of the run."""
+
+    records: list[Record]
+    settings: Settings
+    log_path: Callable[[Path], Path]  # plan -> its task log
+    invocation_dir: Path  # where pytest was run: paths are shown relative to it
 
 _SYMBOL = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-", "running": "⏳"}
 
 
-def write_summary(tr: Any, run: DotasksRun) -> None:
+def write_summary(tr: Any, run: SummaryInput) -> None:
     tr.write_sep("=", "dotasks summary")
     by_spec: dict[str, list[Any]] = {}
     for rec in sorted(run.records, key=lambda r: (r.spec, r.step)):
@@ -60,7 +87,7 @@ def write_summary(tr: Any, run: DotasksRun) -> None:
             cost += float(p.get("cost_usd", 0.0) or 0.0)
         if tokens_in or tokens_out:
             tr.write_line(f"  agent tokens: {tokens_in} in, {tokens_out} out; estimated cost ${cost:.4f}")
-        log_path = run.log_for(Path(spec)).path
+        log_path = run.log_path(Path(spec))
         shown = [r for r in recs if r.task_id and r.outcome in ("failed", "error")] or \
                 [r for r in recs if r.task_id and r.outcome != "skipped"]
         if shown:
@@ -71,10 +98,8 @@ def write_summary(tr: Any, run: DotasksRun) -> None:
             tr.write_line("  --no-mark: SPEC.md was not changed")
 
 
-def _shown(path: str, run: DotasksRun) -> str:
-    import os
-
-    rel = os.path.relpath(path, run.config.invocation_params.dir)
+def _shown(path: str, run: SummaryInput) -> str:
+    rel = os.path.relpath(path, run.invocation_dir)
     return path if rel.startswith("..") else rel
 
 

@@ -6,38 +6,20 @@ run, so plain ``pytest`` never pays for it.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
-from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import pytest
 
-from pytest_dotasks.errors import DotasksError, LogError, MarkError
+from pytest_dotasks.errors import DotasksError
 from pytest_dotasks.plan.fields import StepConfig
-from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Spec
-from pytest_dotasks.run.tasklog import TaskLog, now_iso, secret_values
+from pytest_dotasks.plan.model import Spec, Step
+from pytest_dotasks.report import Record, SummaryInput, write_summary
+from pytest_dotasks.run.settle import BackgroundSteps, RunPorts
+from pytest_dotasks.run.tasklog import TaskLog, secret_values
 from pytest_dotasks.settings import Settings
-
-if TYPE_CHECKING:
-    from pytest_dotasks.items import StepItem
-
-
-@dataclasses.dataclass
-class Record:
-    """What the closing summary says of one step (built from reports)."""
-
-    spec: str
-    step: int
-    title: str
-    outcome: str
-    task_id: str | None = None
-    phase: str | None = None
-    message: str | None = None
-    seconds: float = 0.0
-    properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+from pytest_dotasks.terminal import LiveOutput
 
 
 class DotasksRun:
@@ -51,10 +33,10 @@ class DotasksRun:
         self.outcomes: dict[tuple[Path, int], str] = {}  # this process: passed/failed/skipped/dry
         self.records: list[Record] = []
         self._logs: dict[Path, TaskLog] = {}
-        self.monitor: Any = None
-        self.bg_finished: list[tuple[Any, bool, str]] = []
-        self._pending: list[str] = []
         self.is_worker = hasattr(config, "workerinput")
+        self.live = LiveOutput(config)
+        self.emit = self.live.emit
+        self.background = BackgroundSteps(self._ports())
 
     # ------------------------------------------------------------ plans
 
@@ -112,301 +94,33 @@ class DotasksRun:
     def state_dir(self, spec_path: Path) -> Path:
         return spec_path.parent / ".dotasks"
 
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """The final selection (after -k, -m, --steps): what "selected" means for needs."""
-        from pytest_dotasks.items import StepItem
-
-        final: dict[Path, set[int]] = {}
-        for it in session.items:
-            if isinstance(it, StepItem):
-                final.setdefault(it.spec_path, set()).add(it.step.number)
-        for path in self.parsed:
-            self.selected[path] = final.get(path, set())
-
     # ------------------------------------------------------------ background steps
 
-    def _monitor(self) -> Any:
-        if self.monitor is None:
-            from pytest_dotasks.run.background import Monitor
+    def _ports(self) -> RunPorts:
+        hook = self.config.hook
 
-            self.monitor = Monitor(self._bg_lines, self._bg_finish)
-        return self.monitor
+        def step_finished(step: Step, task_id: str, ok: bool, properties: dict[str, Any]) -> None:
+            hook.pytest_dotasks_step_finished(step=step, task_id=task_id, outcome="passed" if ok else "failed",
+                                              phase="background", properties=properties, config=self.config)
 
-    def start_background(self, item: StepItem, env: dict[str, str]) -> Any:
-        from pytest_dotasks.run.background import launch
-
-        cfg = item.cfg
-        assert cfg.run is not None and item.task_id is not None
-        task = launch(item.task_id, item.step.number, item.spec_path, cfg.run, item.spec_path.parent, env,
-                      cfg.monitor, cfg.monitor_every, cfg.alert, timeout=cfg.timeout)
-        self.log_for(item.spec_path).event(
-            task.task_id, f"Started in the background (pid {task.pid})", step=task.step, phase="background",
-            event="started", pid=task.pid, command=cfg.run, output=str(task.output), monitor=cfg.monitor)
-        self.emit(f"[BACKGROUND] STEP {task.step} started (pid {task.pid}), output: {task.output}")
-        self._monitor().watch(task)
-        return task
-
-    def _bg_lines(self, task: Any, lines: list[str]) -> None:
-        from pytest_dotasks.run.background import alert_in
-
-        log = self.log_for(task.spec)
-        for line in lines:
-            log.event(task.task_id, line, step=task.step, phase="background", event="monitor",
-                      file=task.monitor)
-            hit = alert_in(line, task.alerts)
-            if hit:
-                log.event(task.task_id, f"ALERT '{hit}' in {task.monitor}: {line}", step=task.step,
-                          phase="background", event="alert", pattern=hit, line=line)
-                self.emit(f"⚠ ALERT STEP {task.step} [{task.task_id}]: '{hit}' in {task.monitor}: {line}", force=True)
-            else:
-                self.emit(f"[MONITOR] STEP {task.step}: {line}")
-
-    def _bg_finish(self, task: Any, state: str, code: int | None) -> None:
-        self.settle(task, state, code)
-
-    def settle(self, task: Any, state: str, code: int | None) -> str | None:
-        """Write the final marker of a finished background step (exactly once across processes)."""
-        from pytest_dotasks.run.background import claim
-
-        if not claim(task):
-            return None
-        try:
-            return self._settle_claimed(task, state, code)
-        finally:
-            from pytest_dotasks.run.background import mark_settled
-
-            mark_settled(task)
-
-    def _settle_claimed(self, task: Any, state: str, code: int | None) -> str | None:
-        from pytest_dotasks.plan.marking import read_marker
-        from pytest_dotasks.run.background import EXITED
-
-        log = self.log_for(task.spec)
-        marker = read_marker(task.spec, task.step)
-        if marker is None or marker.task_id != task.task_id or marker.status != STATUS_RUNNING:
-            log.event(task.task_id, "background step finished; its marker was changed meanwhile, left as it is",
-                      step=task.step, phase="background", event="finished", state=state, exit_code=code)
-            return None
-        if state != EXITED:
-            from pytest_dotasks.run.background import kill_orphan
-
-            kill_orphan(task)
-        ok = state == EXITED and code == 0
-        detail = ""
-        if ok:
-            ok, detail = self._bg_post(task)
-        timed_out = _timed_out(task)
-        note = "" if ok else (f"(timed out after {timed_out:g}s)" if timed_out else
-                             f"(exit {code})" if state == EXITED and code else
-                             "(process vanished)" if state != EXITED else "(post-validation failed)")
-        status = STATUS_DONE if ok else STATUS_FAILED
-        from pytest_dotasks.plan.marking import mark
-        from pytest_dotasks.run.tasklog import now_iso
-
-        try:
-            if not (self.settings.no_mark or self.settings.dry_run):
-                mark(task.spec, task.step, status, task.task_id, now_iso(), note)
-        except MarkError as exc:
-            log.event(task.task_id, exc.one_line(), step=task.step, phase="mark", event="mark_failed")
-        message = (f"STEP {task.step} finished in the background: exit {code}" if state == EXITED
-                   else f"STEP {task.step}: background process vanished (killed?)")
-        log.event(task.task_id, message + ("" if ok else " - FAILED"), step=task.step, phase="background",
-                  event="finished", state=state, exit_code=code, ok=ok, detail=detail)
-        self.bg_finished.append((task, ok, message + (f"; {detail}" if detail else "")))
-        step = self.plan_step(task.spec, task.step)[0]
-        if step is not None:
-            self.config.hook.pytest_dotasks_step_finished(
-                step=step, task_id=task.task_id, outcome="passed" if ok else "failed", phase="background",
-                properties={"exit_code": code, "state": state, "detail": detail}, config=self.config)
-        if ok:
-            self.emit(f"[BACKGROUND] ✓ {message} [{task.task_id}]", force=True)
-        else:
-            why = f": {detail}" if detail else ""
-            self.emit(f"[BACKGROUND] ✗ {message}{why} [{task.task_id}]; output: {task.output}", force=True)
-        return status
-
-    def _bg_post(self, task: Any) -> tuple[bool, str]:
-        """Post-validation of a background step once its body has ended."""
-        from pytest_dotasks.run import builtin_checks as bc
-        from pytest_dotasks.run.checks import run_checks
-        from pytest_dotasks.run.context import dotasks_env
-        from pytest_dotasks.run.phases import _hook_checks
-
-        step, cfg = self.plan_step(task.spec, task.step)
-        if step is None or cfg is None:
-            return True, ""
-        checks = bc.post_checks_for(cfg)[0]
-        checks += _hook_checks("pytest_dotasks_post_checks",
-                               self.config.hook.pytest_dotasks_post_checks(step=step, config=self.config))
-        if not checks:
-            return True, ""
-        env = dotasks_env(task.task_id, task.step, task.spec, task.spec.parent)
-        results = run_checks(checks, root=task.spec.parent, timeout=self.settings.post_timeout,
-                             workers=self.settings.check_workers, env=env)
-        log = self.log_for(task.spec)
-        for r in results:
-            log.event(task.task_id, f"{r.name}: {'ok' if r.ok else 'FAILED'}", step=task.step, phase="post",
-                      event="check", check=r.name, ok=r.ok, seconds=round(r.seconds, 3), severity=r.severity,
-                      detail=r.detail[-2000:])
-        failed = [r for r in results if r.blocking]
-        return (not failed), "; ".join(f"{r.name}: {r.detail.splitlines()[0] if r.detail else 'failed'}"
-                                      for r in failed)
-
-    def reconcile(self) -> None:
-        """Settle background steps of earlier runs that ended (or vanished) since."""
-        from pytest_dotasks.run.background import RUNNING, claimed, status, tasks_for
-
-        for spec in self.specs:
-            for task in tasks_for(spec):
-                if claimed(task):
-                    continue
-                state, code = status(task)
-                if state == RUNNING:
-                    self._monitor().watch(task)
-                else:
-                    self.settle(task, state, code)
-
-    def wait_for_background(self, spec: Path, dep: int, task_id: str | None, limit: float | None) -> str:
-        """Block until STEP ``dep``'s background body ends; returns its final status."""
-        import time as _time
-
-        from pytest_dotasks.plan.marking import read_marker
-        from pytest_dotasks.run.background import RUNNING, find, settled, status
-
-        task = find(spec, task_id)
-        if task is None:
-            return STATUS_FAILED
-        start = _time.monotonic()
-        announced = False
-        while True:
-            state, code = status(task)
-            if state != RUNNING:
-                if self.monitor is not None:
-                    self.monitor.drain(task.task_id)  # its last lines before its verdict
-                self.settle(task, state, code)
-                deadline = _time.monotonic() + 10
-                while not settled(task) and _time.monotonic() < deadline:
-                    _time.sleep(0.05)
-                marker = read_marker(spec, dep)
-                return marker.status if marker is not None else STATUS_FAILED
-            if limit is not None and _time.monotonic() - start > limit:
-                return STATUS_RUNNING
-            if not announced:
-                self.emit(f"[WAIT] STEP {dep} is still running in the background (pid {task.pid}); waiting...")
-                announced = True
-            _time.sleep(0.2)
+        return RunPorts(
+            settings=self.settings, log_for=self.log_for, plan_step=self.plan_step, emit=self.live.emit,
+            post_hook_checks=lambda step: hook.pytest_dotasks_post_checks(step=step, config=self.config),
+            step_finished=step_finished,
+        )
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if not self.is_worker:
-            self.reconcile()
+            self.background.reconcile(self.specs)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.monitor is not None:
-            self.monitor.stop()
-            self.monitor.poll_once()
-        self.flush_pending()
-
-    # ------------------------------------------------------------ terminal
-
-    def emit(self, line: str, force: bool = False) -> None:
-        """A live line under ``-v`` (``force``: always); controller only, workers have no terminal."""
-        if self.is_worker or (self.config.get_verbosity() < 1 and not force):
-            return
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            # The monitor thread must not toggle capturing under a running test:
-            # its lines wait for the main thread (next emit or report).
-            self._pending.append(line)
-            return
-        self.flush_pending()
-        self._write(line)
-
-    def flush_pending(self) -> None:
-        while self._pending:
-            self._write(self._pending.pop(0))
-
-    def _write(self, line: str) -> None:
-        tr = self.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is None:
-            return
-        capman = self.config.pluginmanager.get_plugin("capturemanager")
-        ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
-        with ctx:
-            tr.write_line(line)
-
-    # ------------------------------------------------------------ marking
-
-    def mark(self, item: StepItem, status: str, note: str = "") -> None:
-        """Write the marker unless --no-mark / --dry-run; raise MarkError on failure."""
-        task_id = item.task_id
-        if task_id is None or self.settings.no_mark or self.settings.dry_run:
-            return
-        from pytest_dotasks.plan.marking import mark
-
-        stamp = now_iso()
-        mark(item.spec_path, item.step.number, status, task_id, stamp, note)
-        self.log_for(item.spec_path).event(
-            task_id, f"Marked STEP {item.step.number} {status}", step=item.step.number, phase="mark",
-            event="marked", status=status, spec=str(item.spec_path),
-        )
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        from pytest_dotasks.items import StepItem
-
-        if not isinstance(item, StepItem):
-            return report
-        from pytest_dotasks.items import _is_timeout
-
-        if (report.when != "call" and report.failed and call.excinfo is not None
-                and (isinstance(call.excinfo.value, DotasksError) or _is_timeout(call.excinfo.value))):
-            # pytest renders setup errors without repr_failure; ours are a few plain lines.
-            report.longrepr = item.repr_failure(call.excinfo)
-        if item.task_id is None:
-            return report
-        status = None
-        if report.when == "setup" and report.failed:
-            status, outcome = STATUS_FAILED, "failed"
-        elif report.when == "call":
-            if report.passed:
-                status, outcome = (STATUS_RUNNING, "running") if item.background_started else (STATUS_DONE, "passed")
-            elif report.failed:
-                status, outcome = STATUS_FAILED, "failed"
-            else:
-                outcome = "skipped"
-        if status is None:
-            return report
-        self.outcomes[(item.spec_path, item.step.number)] = outcome
-        log_failed = call.excinfo is not None and isinstance(call.excinfo.value, LogError)
-        try:
-            self.mark(item, status)
-        except DotasksError as exc:  # MarkError, or LogError from the "marked" event
-            if not isinstance(exc, LogError):
-                try:
-                    self.log_for(item.spec_path).event(
-                        item.task_id, exc.one_line(), step=item.step.number, phase="mark", event="mark_failed")
-                except LogError as log_exc:
-                    exc = log_exc
-            log_failed = log_failed or isinstance(exc, LogError)
-            report.outcome = "failed"
-            report.longrepr = exc.render()
-        if log_failed:
-            # Nothing more may run unlogged: stop after this step.
-            item.session.shouldstop = "the task log cannot be written; see the error above"
-        item.config.hook.pytest_dotasks_step_finished(
-            step=item.step, task_id=item.task_id, outcome=outcome, phase=item.failed_phase or "main",
-            properties=dict(item.user_properties), config=item.config,
-        )
-        return report
+        self.background.stop()
+        self.live.flush()
 
     # ------------------------------------------------------------ summary (controller)
 
     def pytest_runtest_logfinish(self) -> None:
-        self.flush_pending()
+        self.live.flush()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
@@ -436,19 +150,9 @@ class DotasksRun:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or not self.records:
             return
-        from pytest_dotasks.report import write_summary
-
-        write_summary(terminalreporter, self)
-
-
-def _timed_out(task: Any) -> float | None:
-    import json
-
-    try:
-        data = json.loads((task.state / "exit.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return float(data["timeout"]) if data.get("timed_out") else None
+        write_summary(terminalreporter, SummaryInput(
+            records=self.records, settings=self.settings, log_path=lambda spec: self.log_for(spec).path,
+            invocation_dir=Path(self.config.invocation_params.dir)))
 
 
 def spec_paths_from(config: pytest.Config, settings: Settings) -> list[Path]:

@@ -7,7 +7,7 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_dotasks.plan.model import Step
 from pytest_dotasks.run.tasklog import TaskLog
@@ -44,6 +44,18 @@ class BodyResult:
     summary: str
     output: str = ""
     properties: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class AgentSession(Protocol):
+    """The one interface between a step and its agent, whatever the backend.
+
+    ``run(feedback)`` is called once, then again with the failure text for each
+    ``retries:`` attempt; ``close()`` ends the session.
+    """
+
+    def run(self, feedback: str | None = None) -> BodyResult: ...
+
+    def close(self) -> None: ...
 
 
 def new_task_id(number: int | str) -> str:

@@ -6,21 +6,46 @@ relevant output; the pytest item turns it into a setup error or a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pytest_dotasks.errors import BodyFailed, PostFailed, PreflightFailed
 from pytest_dotasks.plan.fields import StepConfig
+from pytest_dotasks.plan.model import Step
 from pytest_dotasks.run import builtin_checks as bc
 from pytest_dotasks.run.checks import ADVISORY, Check, CheckResult
-from pytest_dotasks.run.context import BodyResult, StepContext, step_env
+from pytest_dotasks.run.context import AgentSession, BodyResult, StepContext, step_env
 from pytest_dotasks.run.process import run_shell, tail
 
-if TYPE_CHECKING:
-    import pytest
 
-    from pytest_dotasks.session import DotasksRun
+class PlanView(Protocol):
+    """What a step needs to know of the rest of its plan in this run."""
+
+    def producers(self, spec_path: Path, before: int) -> dict[str, int]: ...
+
+    def is_selected(self, spec_path: Path, number: int) -> bool: ...
+
+    def config_of(self, spec_path: Path, number: int) -> StepConfig | None: ...
+
+
+@dataclasses.dataclass
+class StepHooks:
+    """What the pytest face hands a step's phases: its hooks, the agent, the terminal.
+
+    ``extra_checks(hook_name, step)`` returns what the implementations of a
+    check hook returned (``pytest_dotasks_preflight_checks`` / ``_post_checks``);
+    ``run_checks`` is the ``pytest_dotasks_run_checks`` hook; ``open_agent`` and
+    ``describe_agent`` open an agent session and render its prompt.
+    """
+
+    run_checks: Callable[..., list[CheckResult]]
+    extra_checks: Callable[[str, Step], list[Any]]
+    open_agent: Callable[[StepContext], AgentSession]
+    describe_agent: Callable[[StepContext], str]
+    verbose: bool = False
 
 
 def _unique(checks: list[Check]) -> list[Check]:
@@ -38,7 +63,7 @@ def _symbol(res: CheckResult) -> str:
     return "✓" if res.ok else "✗"
 
 
-def _hook_checks(hook_name: str, returned: list[Any]) -> list[Check]:
+def hook_checks(hook_name: str, returned: list[Any]) -> list[Check]:
     """Flatten what the implementations of a check hook returned.
 
     Each may return None, a ``Check`` or a list of them; a bare function is
@@ -76,15 +101,15 @@ def _failing(message: str) -> Any:
 class StepRunner:
     """Runs one execution of one step (one task id)."""
 
-    def __init__(self, run: DotasksRun, config: pytest.Config, ctx: StepContext, cfg: StepConfig) -> None:
-        self.run = run
-        self.config = config
+    def __init__(self, plan: PlanView, hooks: StepHooks, ctx: StepContext, cfg: StepConfig) -> None:
+        self.plan = plan
+        self.hooks = hooks
         self.ctx = ctx
         self.cfg = cfg
         self.seconds: dict[str, float] = {}
         self.results: dict[str, list[CheckResult]] = {}
         self.metrics: dict[str, float] = {}
-        self.session: Any = None
+        self.session: AgentSession | None = None
 
     @property
     def advisories(self) -> list[CheckResult]:
@@ -99,10 +124,8 @@ class StepRunner:
             return []
         label = {"preflight": "PRE-FLIGHT", "post": "POST"}[phase]
         self.ctx.emit(f"[{label}] Parallel checks ({len(checks)})...")
-        results = self.config.hook.pytest_dotasks_run_checks(
-            checks=checks, phase=phase, ctx=self.ctx, timeout=timeout,
-            workers=self.ctx.settings.check_workers,
-        )
+        results = self.hooks.run_checks(checks=checks, phase=phase, ctx=self.ctx, timeout=timeout,
+                                        workers=self.ctx.settings.check_workers)
         for res in results:
             advisory = not res.ok and res.severity == ADVISORY
             # A failure says why; a success only when it measured something
@@ -132,16 +155,16 @@ class StepRunner:
         checks: list[Check] = [bc.requires_check(m) for m in cfg.requires]
         checks += [bc.env_check(n) for n in cfg.env]
         dry = self.ctx.settings.dry_run
-        producers = self.run.producers(self.ctx.spec_path, step.number)
+        producers = self.plan.producers(self.ctx.spec_path, step.number)
         for pattern in cfg.inputs:
             producer = producers.get(pattern)
-            planned = dry and producer is not None and self.run.is_selected(self.ctx.spec_path, producer)
+            planned = dry and producer is not None and self.plan.is_selected(self.ctx.spec_path, producer)
             checks.append(bc.input_check(pattern, producer=producer, planned=planned))
         for dep in cfg.needs:
-            dep_cfg = self.run.config_of(self.ctx.spec_path, dep)
+            dep_cfg = self.plan.config_of(self.ctx.spec_path, dep)
             if dep_cfg is None:
                 continue
-            planned = dry and self.run.is_selected(self.ctx.spec_path, dep)
+            planned = dry and self.plan.is_selected(self.ctx.spec_path, dep)
             checks += [bc.input_check(o.pattern, producer=dep, planned=planned) for o in dep_cfg.outputs]
         checks = _unique(checks)  # an input that is also a dependency's output is checked once
         probes = bc.named_probe_names()
@@ -150,14 +173,14 @@ class StepRunner:
                 checks.append(bc.probe_check(cmd.command.strip(), cmd.severity))
             else:
                 checks.append(bc.shell_check(cmd, "preflight"))
-        checks += _hook_checks("pytest_dotasks_preflight_checks",
-                               self.config.hook.pytest_dotasks_preflight_checks(step=step, config=self.config))
+        checks += hook_checks("pytest_dotasks_preflight_checks",
+                              self.hooks.extra_checks("pytest_dotasks_preflight_checks", step))
         return checks
 
     def post_checks(self) -> list[Check]:
         checks, self._collector = bc.post_checks_for(self.cfg)
-        checks += _hook_checks("pytest_dotasks_post_checks",
-                               self.config.hook.pytest_dotasks_post_checks(step=self.ctx.step, config=self.config))
+        checks += hook_checks("pytest_dotasks_post_checks",
+                              self.hooks.extra_checks("pytest_dotasks_post_checks", self.ctx.step))
         return checks
 
     def preflight(self) -> None:
@@ -204,9 +227,7 @@ class StepRunner:
     def describe_body(self) -> str:
         if self.cfg.run:
             return f"$ {self.cfg.run}"
-        from pytest_dotasks.agent.session import render_prompt
-
-        return render_prompt(self.ctx)
+        return self.hooks.describe_agent(self.ctx)
 
     def body(self, feedback: str | None = None) -> BodyResult:
         t0 = time.monotonic()
@@ -230,7 +251,7 @@ class StepRunner:
             self.ctx.log_event("main", "output_file", f"output not kept in a file: cannot create {out_dir}: "
                                f"{exc.strerror}")
             out_file = None
-        verbose = self.config.get_verbosity() > 0
+        verbose = self.hooks.verbose
 
         def on_line(line: str) -> None:
             print(line)  # captured by pytest; shown on failure, live with -s
@@ -252,7 +273,7 @@ class StepRunner:
 
     def _run_agent(self, feedback: str | None) -> BodyResult:
         if self.session is None:
-            self.session = self.config.hook.pytest_dotasks_agent_session(ctx=self.ctx)
+            self.session = self.hooks.open_agent(self.ctx)
         self.ctx.emit(f"[MAIN] Executing with {self.ctx.settings.agent} agent..." if feedback is None
                       else "[MAIN] Sending the failure back to the agent...")
         result: BodyResult = self.session.run(feedback)

@@ -1,0 +1,218 @@
+"""Background steps seen from a run: start, monitor, settle, wait, reconcile.
+
+A background body runs under its detached supervisor (``run.supervisor``) and
+outlives pytest. While a run lives, a monitor thread tails its ``monitor:``
+file into the task log and raises alerts; when the body ends, its step is
+*settled*: post-validation runs, the marker becomes ``✓`` or ``✗ Failed``, and
+the end is reported. Exactly one process settles a task (an ``O_EXCL`` claim
+under ``.dotasks/``). Knows nothing of pytest: the face hands in callables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pytest_dotasks.errors import MarkError
+from pytest_dotasks.plan.fields import StepConfig
+from pytest_dotasks.plan.marking import mark, read_marker
+from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Step
+from pytest_dotasks.run import background as bg
+from pytest_dotasks.run import builtin_checks as bc
+from pytest_dotasks.run.checks import run_checks
+from pytest_dotasks.run.context import dotasks_env
+from pytest_dotasks.run.phases import hook_checks
+from pytest_dotasks.run.tasklog import TaskLog, now_iso
+from pytest_dotasks.settings import Settings
+
+
+@dataclasses.dataclass
+class Finished:
+    """A background step that ended while this run watched."""
+
+    task: bg.BgTask
+    ok: bool
+    message: str
+
+
+@dataclasses.dataclass
+class RunPorts:
+    """What settling needs from the run around it."""
+
+    settings: Settings
+    log_for: Callable[[Path], TaskLog]
+    plan_step: Callable[[Path, int], tuple[Step | None, StepConfig | None]]
+    emit: Callable[..., None]  # emit(line, force=False)
+    post_hook_checks: Callable[[Step], list[Any]]  # what pytest_dotasks_post_checks returned
+    step_finished: Callable[[Step, str, bool, dict[str, Any]], None]  # step, task id, ok, properties
+
+
+class BackgroundSteps:
+    def __init__(self, ports: RunPorts) -> None:
+        self.ports = ports
+        self.monitor: bg.Monitor | None = None
+        self.finished: list[Finished] = []
+
+    def _monitor(self) -> bg.Monitor:
+        if self.monitor is None:
+            self.monitor = bg.Monitor(self._lines, self._ended)
+        return self.monitor
+
+    def start(self, step: Step, cfg: StepConfig, task_id: str, env: dict[str, str]) -> bg.BgTask:
+        assert cfg.run is not None
+        task = bg.launch(task_id, step.number, step.path, cfg.run, step.path.parent, env,
+                         cfg.monitor, cfg.monitor_every, cfg.alert, timeout=cfg.timeout)
+        self.ports.log_for(step.path).event(
+            task.task_id, f"Started in the background (pid {task.pid})", step=task.step, phase="background",
+            event="started", pid=task.pid, command=cfg.run, output=str(task.output), monitor=cfg.monitor)
+        self.ports.emit(f"[BACKGROUND] STEP {task.step} started (pid {task.pid}), output: {task.output}")
+        self._monitor().watch(task)
+        return task
+
+    def stop(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor.poll_once()
+
+    def _lines(self, task: bg.BgTask, lines: list[str]) -> None:
+        log = self.ports.log_for(task.spec)
+        for line in lines:
+            log.event(task.task_id, line, step=task.step, phase="background", event="monitor", file=task.monitor)
+            hit = bg.alert_in(line, task.alerts)
+            if hit:
+                log.event(task.task_id, f"ALERT '{hit}' in {task.monitor}: {line}", step=task.step,
+                          phase="background", event="alert", pattern=hit, line=line)
+                self.ports.emit(f"⚠ ALERT STEP {task.step} [{task.task_id}]: '{hit}' in {task.monitor}: {line}",
+                                force=True)
+            else:
+                self.ports.emit(f"[MONITOR] STEP {task.step}: {line}")
+
+    # ------------------------------------------------------------ settling
+
+    def _ended(self, task: bg.BgTask, state: str, code: int | None) -> None:
+        self.settle(task, state, code)
+
+    def settle(self, task: bg.BgTask, state: str, code: int | None) -> str | None:
+        """Write the final marker of a finished background step (exactly once across processes)."""
+        if not bg.claim(task):
+            return None
+        try:
+            return self._settle_claimed(task, state, code)
+        finally:
+            bg.mark_settled(task)
+
+    def _settle_claimed(self, task: bg.BgTask, state: str, code: int | None) -> str | None:
+        log = self.ports.log_for(task.spec)
+        marker = read_marker(task.spec, task.step)
+        if marker is None or marker.task_id != task.task_id or marker.status != STATUS_RUNNING:
+            log.event(task.task_id, "background step finished; its marker was changed meanwhile, left as it is",
+                      step=task.step, phase="background", event="finished", state=state, exit_code=code)
+            return None
+        if state != bg.EXITED:
+            bg.kill_orphan(task)
+        ok = state == bg.EXITED and code == 0
+        detail = ""
+        if ok:
+            ok, detail = self._post(task)
+        status = STATUS_DONE if ok else STATUS_FAILED
+        settings = self.ports.settings
+        try:
+            if not (settings.no_mark or settings.dry_run):
+                mark(task.spec, task.step, status, task.task_id, now_iso(), "" if ok else _note(task, state, code))
+        except MarkError as exc:
+            log.event(task.task_id, exc.one_line(), step=task.step, phase="mark", event="mark_failed")
+        message = (f"STEP {task.step} finished in the background: exit {code}" if state == bg.EXITED
+                   else f"STEP {task.step}: background process vanished (killed?)")
+        log.event(task.task_id, message + ("" if ok else " - FAILED"), step=task.step, phase="background",
+                  event="finished", state=state, exit_code=code, ok=ok, detail=detail)
+        self.finished.append(Finished(task, ok, message + (f"; {detail}" if detail else "")))
+        step = self.ports.plan_step(task.spec, task.step)[0]
+        if step is not None:
+            self.ports.step_finished(step, task.task_id, ok, {"exit_code": code, "state": state, "detail": detail})
+        if ok:
+            self.ports.emit(f"[BACKGROUND] ✓ {message} [{task.task_id}]", force=True)
+        else:
+            why = f": {detail}" if detail else ""
+            self.ports.emit(f"[BACKGROUND] ✗ {message}{why} [{task.task_id}]; output: {task.output}", force=True)
+        return status
+
+    def _post(self, task: bg.BgTask) -> tuple[bool, str]:
+        """Post-validation of a background step once its body has ended."""
+        step, cfg = self.ports.plan_step(task.spec, task.step)
+        if step is None or cfg is None:
+            return True, ""
+        checks = bc.post_checks_for(cfg)[0]
+        checks += hook_checks("pytest_dotasks_post_checks", self.ports.post_hook_checks(step))
+        if not checks:
+            return True, ""
+        settings = self.ports.settings
+        env = dotasks_env(task.task_id, task.step, task.spec, task.spec.parent)
+        results = run_checks(checks, root=task.spec.parent, timeout=settings.post_timeout,
+                             workers=settings.check_workers, env=env)
+        log = self.ports.log_for(task.spec)
+        for r in results:
+            log.event(task.task_id, f"{r.name}: {'ok' if r.ok else 'FAILED'}", step=task.step, phase="post",
+                      event="check", check=r.name, ok=r.ok, seconds=round(r.seconds, 3), severity=r.severity,
+                      detail=r.detail[-2000:])
+        failed = [r for r in results if r.blocking]
+        return (not failed), "; ".join(f"{r.name}: {r.detail.splitlines()[0] if r.detail else 'failed'}"
+                                      for r in failed)
+
+    def reconcile(self, specs: list[Path]) -> None:
+        """Settle background steps of earlier runs that ended (or vanished) since."""
+        for spec in specs:
+            for task in bg.tasks_for(spec):
+                if bg.claimed(task):
+                    continue
+                state, code = bg.status(task)
+                if state == bg.RUNNING:
+                    self._monitor().watch(task)
+                else:
+                    self.settle(task, state, code)
+
+    def wait(self, spec: Path, dep: int, task_id: str | None, limit: float | None) -> str:
+        """Block until STEP ``dep``'s background body ends; returns its final status."""
+        task = bg.find(spec, task_id)
+        if task is None:
+            return STATUS_FAILED
+        start = time.monotonic()
+        announced = False
+        while True:
+            state, code = bg.status(task)
+            if state != bg.RUNNING:
+                if self.monitor is not None:
+                    self.monitor.drain(task.task_id)  # its last lines before its verdict
+                self.settle(task, state, code)
+                deadline = time.monotonic() + 10
+                while not bg.settled(task) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                marker = read_marker(spec, dep)
+                return marker.status if marker is not None else STATUS_FAILED
+            if limit is not None and time.monotonic() - start > limit:
+                return STATUS_RUNNING
+            if not announced:
+                self.ports.emit(f"[WAIT] STEP {dep} is still running in the background (pid {task.pid}); waiting...")
+                announced = True
+            time.sleep(0.2)
+
+
+def _note(task: bg.BgTask, state: str, code: int | None) -> str:
+    """Why a background step failed, for its marker."""
+    timed_out = _timed_out(task)
+    if timed_out:
+        return f"(timed out after {timed_out:g}s)"
+    if state == bg.EXITED:
+        return f"(exit {code})" if code else "(post-validation failed)"
+    return "(process vanished)"
+
+
+def _timed_out(task: bg.BgTask) -> float | None:
+    try:
+        data = json.loads((task.state / "exit.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return float(data["timeout"]) if data.get("timed_out") else None
