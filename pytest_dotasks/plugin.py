@@ -192,6 +192,61 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             final.setdefault(it.spec_path, set()).add(it.step.number)
     for path in run.parsed:
         run.selected[path] = final.get(path, set())
+    if not hasattr(session.config, "workerinput"):  # under xdist: the controller's hook below
+        _check_readiness(session.config, run)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """xdist's controller collects nothing itself: it checks the selection from a worker's ids."""
+    from pytest_dotasks.stash import RUN_KEY
+
+    config = node.config
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or run.readiness_checked:
+        return
+    rel = {_rel_nodeid(config, spec): spec for spec in run.specs}
+    selected: dict[Path, set[int]] = {spec: set() for spec in run.specs}
+    for nodeid in ids:
+        m = _NODE_STEP.match(nodeid)
+        if m and m.group(1) in rel:
+            selected[rel[m.group(1)]].add(int(m.group(2)))
+    for spec, numbers in selected.items():
+        run.plan_step(spec, 0)  # parse it here: the controller never collected it
+        run.selected[spec] = numbers
+    _check_readiness(config, run)
+
+
+_NODE_STEP = re.compile(r"^(.*?)::step(\d+)(?:@|$)")
+
+
+def _rel_nodeid(config: pytest.Config, spec: Path) -> str:
+    try:
+        return spec.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        return spec.as_posix()
+
+
+def _check_readiness(config: pytest.Config, run: Any) -> None:
+    """Set-up and selection mistakes: one usage error before any step runs (see readiness.py)."""
+    from pytest_dotasks.readiness import render, selection_problems
+
+    run.readiness_checked = True
+    impls = config.pluginmanager.hook.pytest_dotasks_agent_session.get_hookimpls()
+    custom_agent = any(impl.plugin_name != "dotasks-defaults" for impl in impls)
+    problems: dict[Path, list[str]] = {}
+    for spec_path, spec in run.parsed.items():
+        found = selection_problems(spec, run.configs[spec_path], run.selected.get(spec_path, set()),
+                                   run.settings, custom_agent=custom_agent)
+        if found:
+            problems[spec_path] = found
+    if not problems:
+        return
+    text = render(problems, run.settings.dry_run)
+    if run.settings.dry_run:
+        run.readiness_problems = text  # the dry run goes on and reports them (exit status 4)
+        return
+    raise pytest.UsageError(text)
 
 
 def _group_by_chain(run: Any, steps: list[Any]) -> None:

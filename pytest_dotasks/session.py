@@ -34,6 +34,8 @@ class DotasksRun:
         self.records: list[Record] = []
         self._logs: dict[Path, TaskLog] = {}
         self.is_worker = hasattr(config, "workerinput")
+        self.readiness_checked = False
+        self.readiness_problems: str | None = None  # --dry-run: reported, not raised
         self.live = LiveOutput(config)
         self.emit = self.live.emit
         self.background = BackgroundSteps(self._ports())
@@ -116,6 +118,8 @@ class DotasksRun:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.background.stop()
         self.live.flush()
+        if self.readiness_problems and not self.is_worker:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR  # a dry run found what would stop a real run
 
     # ------------------------------------------------------------ summary (controller)
 
@@ -148,7 +152,12 @@ class DotasksRun:
             ))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not self.records:
+        if self.is_worker:
+            return
+        if self.readiness_problems:
+            terminalreporter.write_sep("=", "dotasks: problems", red=True)
+            terminalreporter.write_line(self.readiness_problems)
+        if not self.records:
             return
         write_summary(terminalreporter, SummaryInput(
             records=self.records, settings=self.settings, log_path=lambda spec: self.log_for(spec).path,

@@ -96,6 +96,19 @@ OPTIONS: tuple[Option, ...] = (
            metavar="NAMES"),
     Option("full_trace", "--dotasks-full-trace", "Show full tracebacks for step failures.",
            default=False, action="store_true"),
+    Option("wait_background", "--wait-background",
+           "Wait for every background step this run started and report its final outcome as a pytest "
+           "outcome (exit status, JUnit): for CI.", default=False, action="store_true"),
+    Option("heartbeat", "--heartbeat", "While waiting or a step prints nothing, say so every DUR "
+           "(default 30s).", default=30.0, convert=parse_duration, metavar="DUR"),
+    Option("require_checks", "--require-checks",
+           "An agent step with no post-validation (outputs, validate, metrics or a hook's check) is a "
+           "setup error instead of a pass on the agent's word: for CI.", default=False, action="store_true"),
+    Option("verify", "--verify", "Re-check steps marked done: run only their post-validation (no "
+           "pre-flight, no body, no agent); mark nothing unless --verify-mark.", default=False,
+           action="store_true"),
+    Option("verify_mark", "--verify-mark", "With --verify: write the verdict into SPEC.md "
+           "(a failed re-check becomes ✗ Failed).", default=False, action="store_true"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
