@@ -6,12 +6,19 @@ probe), records every request, and checks each one is well formed the way the
 real API would insist, recording violations so tests can assert there are none:
 
 - the key matches (``x-api-key`` or ``Authorization: Bearer``; else 401);
-- roles alternate user/assistant, starting and ending with user;
+- roles alternate user/assistant, starting and ending with user; ``system``
+  turns may sit anywhere in ``messages`` (they do not count for the
+  alternation) only under the ``per-turn-control-2026-07-01`` beta, as
+  Claude Code sends them (the ``anthropic-beta`` header names the betas);
 - every ``tool_use`` of an assistant turn is answered by a ``tool_result``
   with its id, first in the next user turn, and no result answers nothing;
 - text blocks are not empty, tools have name/description/input_schema and
   unique names, at most 4 ``cache_control`` breakpoints;
 - ``cache_control`` is on the stable prefix (the system prompt or the tools).
+
+Claude Code (the CLI bundled in ``claude-agent-sdk``) talks to it too: it posts
+to ``/v1/messages?beta=true`` with ``x-api-key``, always streams, and asks for
+betas in ``anthropic-beta``.
 
 Usage::
 
@@ -28,11 +35,12 @@ import json
 import re
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 API_KEY = "sk-ant-stub-" + "0123456789abcdef" * 3
+PER_TURN_CONTROL = "per-turn-control-2026-07-01"  # the beta that allows role "system" turns in messages
 MODELS = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-1")
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -90,8 +98,11 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     return content if isinstance(content, list) else []
 
 
-def validate(body: Any) -> list[str]:
-    """What the real API would reject (or what breaks our caching promise) in a messages request."""
+def validate(body: Any, betas: Collection[str] = ()) -> list[str]:
+    """What the real API would reject (or what breaks our caching promise) in a messages request.
+
+    ``betas``: those the request asked for (its ``anthropic-beta`` header).
+    """
     problems: list[str] = []
     if not isinstance(body, dict):
         return ["body is not a JSON object"]
@@ -105,8 +116,18 @@ def validate(body: Any) -> list[str]:
     breakpoints = 0
     expected = "user"
     pending: set[str] = set()
+    last_role = None
     for i, msg in enumerate(messages):
         role = msg.get("role") if isinstance(msg, dict) else None
+        if role == "system":
+            if PER_TURN_CONTROL not in betas:
+                problems.append(f"messages[{i}]: role 'system' needs the {PER_TURN_CONTROL} beta")
+            blocks = _blocks(msg.get("content"))
+            if not blocks or any(b.get("type") != "text" or not b.get("text") for b in blocks):
+                problems.append(f"messages[{i}]: a system turn holds non-empty text blocks only")
+            breakpoints += sum("cache_control" in b for b in blocks)
+            continue
+        last_role = role
         if role != expected:
             problems.append(f"messages[{i}]: role {role!r}, expected {expected!r} (roles must alternate)")
         expected = "assistant" if role == "user" else "user"
@@ -137,8 +158,8 @@ def validate(body: Any) -> list[str]:
                 content = b.get("content")
                 if not isinstance(content, (str, list)) and content is not None:
                     problems.append(f"messages[{i}]: tool_result content must be a string or blocks")
-    if messages and messages[-1].get("role") != "user":
-        problems.append("the last message must be the user's")
+    if last_role != "user":
+        problems.append("the last message must be the user's (system turns aside)")
     system = body.get("system")
     system_cached = False
     if isinstance(system, list):
@@ -284,7 +305,8 @@ class AnthropicStub:
         if method != "POST" or route != "/v1/messages":
             self._error(h, 404, f"no route {method} {route}")
             return
-        for problem in validate(body):
+        betas = {b.strip() for b in headers.get("anthropic-beta", "").split(",") if b.strip()}
+        for problem in validate(body, betas):
             self._violate(f"request {len(self.message_requests)}: {problem}")
         with self._lock:
             item = self.script.popleft() if self.script else None
@@ -344,7 +366,8 @@ class AnthropicStub:
     def _error(self, h: BaseHTTPRequestHandler, status: int, message: str = "",
                retry_after_ms: int | None = None) -> None:
         etype = ERROR_TYPES.get(status, "api_error")
-        data = {"type": "error", "error": {"type": etype, "message": message or etype.replace("_", " ")}}
+        data = {"type": "error", "error": {"type": etype, "message": message or etype.replace("_", " ")},
+                "request_id": f"req_stub_{next(_ids):04d}"}
         extra = {"retry-after-ms": str(retry_after_ms)} if retry_after_ms is not None else {}
         self._send(h, status, "application/json", json.dumps(data).encode(), extra)
 
@@ -352,7 +375,8 @@ class AnthropicStub:
         usage = message["usage"]
         start = dict(message, content=[], stop_reason=None,
                      usage=dict(usage, output_tokens=1))
-        events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": start})]
+        events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": start}),
+                                                    ("ping", {"type": "ping"})]
         for i, block in enumerate(message["content"]):
             if block["type"] == "text":
                 events.append(("content_block_start", {"type": "content_block_start", "index": i,
