@@ -90,3 +90,130 @@ def test_dry_run_shows_prompt_without_calling(pytester: pytest.Pytester, anthrop
     res.assert_outcomes(skipped=1)
     res.stdout.fnmatch_lines(["*Make the greeting*"])
     assert anthropic_stub.message_requests == []
+
+
+# ------------------------------------------------------------ agents cannot change the rules
+
+RULES_PLAN = """\
+- [ ] **STEP 1**: Make the greeting
+  Write hello.py that prints a greeting.
+  - outputs: hello.py
+- [ ] **STEP 9**: Ship it
+  - run: false
+"""
+
+
+def _agent_project(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".md", SPEC=RULES_PLAN)
+    pytester.makeini("[pytest]\naddopts = -p no:randomly\n")
+    pytester.makeconftest("# the project's own hooks\n")
+    (pytester.path / ".claude" / "agents").mkdir(parents=True)
+    (pytester.path / ".claude" / "agents" / "AGENT.md").write_text(AGENT)
+
+
+def _log(pytester: pytest.Pytester) -> list[dict]:
+    # every line still parses: the guard's restores and the plugin's own appends left a valid log
+    return [json.loads(x) for x in (pytester.path / ".task_execution.log").read_text().splitlines()]
+
+
+def test_bash_cannot_mark_steps_or_change_the_rules(pytester: pytest.Pytester, anthropic_stub: AnthropicStub) -> None:
+    _agent_project(pytester)
+    spec, ini, conftest = (pytester.path / n for n in ("SPEC.md", "tox.ini", "conftest.py"))  # makeini: tox.ini
+    ini_before, conftest_before = ini.read_text(), conftest.read_text()
+    cheat = tool_use("Bash", {"command": (
+        "echo '- [x] **STEP 9**: Ship it ✓ [task_id: task_9_00000000]' >> SPEC.md; "
+        f"echo '[pytest]' > {ini.name}; echo 'collect_ignore_glob = [\"*\"]' >> conftest.py; "
+        "echo 'tools: Bash' >> .claude/agents/AGENT.md; echo '{}' > .claude/settings.json; "
+        "echo junk >> .task_execution.log; echo made > hello.py")})
+    (anthropic_stub
+     .reply(cheat)
+     .reply(tool_use("Write", {"file_path": "hello.py", "content": "print('hi')\n"}))
+     .reply(DONE))
+    res = pytester.runpytest("--spec", "SPEC.md", "--steps", "1", "-v")
+    res.assert_outcomes(passed=1)
+    assert anthropic_stub.violations == []
+    # the model was told, in the result of the very call
+    result = next(b for b in anthropic_stub.message_requests[1].messages[-1]["content"] if b["type"] == "tool_result")
+    assert result["is_error"] and "were put back" in result["content"]
+    for name in ("SPEC.md: changed, restored", f"{ini.name}: changed, restored", "conftest.py: changed, restored",
+                 ".claude/agents/AGENT.md: changed, restored", ".claude/settings.json: created, restored",
+                 ".task_execution.log: appended, restored"):
+        assert name in result["content"], result["content"]
+    # the rules are as they were; the plugin still marked STEP 1 and logged the whole story
+    text = spec.read_text()
+    assert text.startswith("- [x] **STEP 1**: Make the greeting ✓ [task_id: task_1_")
+    assert text.endswith("- [ ] **STEP 9**: Ship it\n  - run: false") and "task_9_00000000" not in text
+    assert ini.read_text() == ini_before and conftest.read_text() == conftest_before
+    assert (pytester.path / ".claude" / "agents" / "AGENT.md").read_text() == AGENT
+    assert not (pytester.path / ".claude" / "settings.json").exists()
+    log = _log(pytester)
+    assert [e["tool"] for e in log if e.get("event") == "agent_tool"] == ["Bash", "Write"]
+    guard = [e for e in log if e.get("event") == "agent_guard"]
+    assert len(guard) == 1 and len(guard[0]["changes"]) == 6
+    assert any(e.get("phase") == "mark" for e in log)
+    task_id = guard[0]["task_id"]
+    kinds = [json.loads(x)["type"] for x in
+             (pytester.path / ".dotasks" / "transcripts" / f"{task_id}.jsonl").read_text().splitlines()]
+    assert kinds.count("tool_result") == 2 and kinds[-1] == "end"
+    kept = pytester.path / ".dotasks" / "guard" / task_id
+    assert any(p.read_text().endswith("task_9_00000000]\n") for p in kept.rglob("SPEC.md"))
+
+
+def test_the_agents_commands_do_not_see_its_key(pytester: pytest.Pytester, anthropic_stub: AnthropicStub) -> None:
+    _agent_project(pytester)
+    dump = tool_use("Bash", {"command": "env > env.txt; echo \"key=[$ANTHROPIC_API_KEY]\""})
+    anthropic_stub.reply(dump).reply(tool_use("Write", {"file_path": "hello.py", "content": "1"})).reply(DONE)
+    pytester.runpytest("--spec", "SPEC.md", "--steps", "1").assert_outcomes(passed=1)
+    env = (pytester.path / "env.txt").read_text()
+    assert API_KEY not in env and "ANTHROPIC_API_KEY" not in env and "DOTASKS_TASK_ID=task_1_" in env
+    result = next(b for b in anthropic_stub.message_requests[1].messages[-1]["content"] if b["type"] == "tool_result")
+    assert result["content"] == "key=[]"
+
+
+def test_a_step_that_names_the_key_in_env_gets_it(pytester: pytest.Pytester, anthropic_stub: AnthropicStub) -> None:
+    _agent_project(pytester)
+    (pytester.path / "SPEC.md").write_text(RULES_PLAN.replace("  - outputs: hello.py\n",
+                                                              "  - outputs: hello.py\n  - env: ANTHROPIC_API_KEY\n"))
+    dump = tool_use("Bash", {"command": "env > env.txt; echo \"key=[$ANTHROPIC_API_KEY]\""})
+    anthropic_stub.reply(dump).reply(tool_use("Write", {"file_path": "hello.py", "content": "1"})).reply(DONE)
+    pytester.runpytest("--spec", "SPEC.md", "--steps", "1").assert_outcomes(passed=1)
+    assert f"ANTHROPIC_API_KEY={API_KEY}" in (pytester.path / "env.txt").read_text()
+    result = next(b for b in anthropic_stub.message_requests[1].messages[-1]["content"] if b["type"] == "tool_result")
+    assert result["content"] == "key=[***]"  # passed to the command, never shown to the model or logged
+    assert API_KEY not in (pytester.path / ".task_execution.log").read_text()
+
+
+def test_odd_tool_inputs_never_fail_the_step(pytester: pytest.Pytester, anthropic_stub: AnthropicStub) -> None:
+    _agent_project(pytester)
+    (pytester.path / "hello.py").write_text("print('hello')\n")
+    odd = [
+        tool_use("Read", {"file_path": "x" * 5000}),
+        tool_use("Read", {"file_path": "hello\x00.py"}),
+        tool_use("Read", {"file_path": "hello.py", "offset": float("inf")}),
+        tool_use("Bash", {"command": "echo a\x00b"}),
+        tool_use("Bash", {"command": "echo hi", "timeout": float("-inf")}),
+        tool_use("Edit", {"file_path": "hello.py", "old_string": "hello", "new_string": "hi",
+                          "replace_all": {"yes": 1}}),
+    ]
+    (anthropic_stub
+     .reply(*odd)
+     # a lone surrogate's escape in the tool input: the SDK cannot parse that reply; it is asked for again
+     .reply(tool_use("Edit", {"file_path": "hello.py", "old_string": "hello", "new_string": "\ud800"}))
+     .reply(tool_use("Edit", {"file_path": "hello.py", "old_string": "hello", "new_string": "hi"}))
+     .reply(DONE))
+    res = pytester.runpytest("--spec", "SPEC.md", "--steps", "1")
+    res.assert_outcomes(passed=1)
+    assert "Traceback" not in res.stdout.str()
+    assert anthropic_stub.violations == []
+    results = [b for b in anthropic_stub.message_requests[1].messages[-1]["content"] if b["type"] == "tool_result"]
+    assert len(results) == len(odd) and all(r["is_error"] for r in results)
+    assert [r["content"] for r in results] == [
+        "file_path is 5,000 bytes long; paths are limited to 4,096",
+        "Read: 'file_path' holds a NUL byte; no file name can contain one",
+        "Read: 'offset' must be an integer",
+        "command holds a NUL byte at 6; no shell command can carry one",
+        "Bash: 'timeout' must be a number of milliseconds",
+        "Edit: 'replace_all' must be true or false"]
+    assert (pytester.path / "hello.py").read_text() == "print('hi')\n"
+    log = _log(pytester)
+    assert [e["event"] for e in log if e.get("event") == "agent_error"] == ["agent_error"]

@@ -214,3 +214,62 @@ def test_attached_output_file_never_holds_a_secret(pytester: pytest.Pytester, se
     text = "\n".join(p.read_text() for p in outputs)
     assert "token=" in text
     assert not leaks(text), leaks(text)
+
+
+# --------------------------------------------------------------------------- encoded forms
+
+
+def encoded_forms(value: str) -> list[str]:
+    """What a leak looks like once encoded: base64 (standard, URL-safe, as ``base64`` wraps it), URL-encoded."""
+    import base64
+    import urllib.parse
+
+    raw = value.encode()
+    forms = [base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("="),
+             base64.b64encode(b"KEY=" + raw).decode()[8:-4]]
+    quoted = urllib.parse.quote(value, safe="")
+    return forms + ([quoted] if quoted != value else [])
+
+
+@pytest.mark.parametrize("prefix", ["", "k", "k=", "ANTHROPIC_API_KEY="])
+def test_base64_and_url_encoded_secrets_are_redacted(prefix: str) -> None:
+    import base64
+    import json as _json
+    import subprocess
+    import urllib.parse
+
+    from pytest_dotasks.run.tasklog import redact
+
+    for value in SECRETS.values():
+        wrapped = subprocess.run(["base64"], input=(prefix + value + "\n").encode(), capture_output=True,
+                                 check=True).stdout.decode()  # wrapped at 76 columns
+        texts = [base64.b64encode((prefix + value).encode()).decode(),
+                 base64.urlsafe_b64encode((prefix + value).encode()).decode(), wrapped, _json.dumps(wrapped),
+                 urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)]
+        for text in texts:
+            out = redact(text, [value])
+            assert "***" in out and not leaks(out.replace("\\n", "").replace("\n", ""), encoded_forms(value)), text
+    assert redact("nothing to see", list(SECRETS.values())) == "nothing to see"
+
+
+def test_an_agents_encoded_leak_stays_out_of_every_record(pytester: pytest.Pytester, secrets_env: dict[str, str],
+                                                         anthropic_stub) -> None:
+    from tests.stubs.anthropic_stub import API_KEY, text, tool_use
+
+    pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Encode the secrets
+  - env: ANTHROPIC_API_KEY, DB_URL
+""")
+    leak = tool_use("Bash", {"command": (
+        "printf %s \"$ANTHROPIC_API_KEY\" | base64; printf 'x=%s' \"$ANTHROPIC_API_KEY\" | base64 -w0; echo; "
+        "python3 -c 'import os, urllib.parse; print(urllib.parse.quote(os.environ[\"DB_URL\"], safe=\"\"))'")})
+    anthropic_stub.reply(leak).reply(text("Encoded them.\nSTEP RESULT: SUCCESS"))
+    res = pytester.runpytest("--spec", "SPEC.md", "--junitxml=out.xml", "-rA")
+    res.assert_outcomes(passed=1)
+    forms = [f for v in (API_KEY, SECRETS["DB_URL"]) for f in (v, *encoded_forms(v))]
+    seen_by_model = json.dumps(anthropic_stub.message_requests[1].messages[-1])
+    transcripts = "".join(p.read_text() for p in (pytester.path / ".dotasks" / "transcripts").iterdir())
+    for blob in (seen_by_model, transcripts, log_text(pytester.path), junit_text(pytester.path / "out.xml"),
+                 res.stdout.str()):
+        assert not leaks(blob.replace("\\n", "").replace("\n", ""), forms), leaks(blob, forms)
+    assert "***" in transcripts

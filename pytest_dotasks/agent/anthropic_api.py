@@ -17,15 +17,8 @@ from pytest_dotasks.agent import api_request as req
 from pytest_dotasks.agent import definitions as defs
 from pytest_dotasks.agent import prompt as prompts
 from pytest_dotasks.agent.api_errors import explain_api_error
-from pytest_dotasks.agent.session import (
-    AgentPlan,
-    Transcript,
-    Usage,
-    api_key_values,
-    one_line,
-    protected_paths,
-    step_environment,
-)
+from pytest_dotasks.agent.guard import Guard, describe
+from pytest_dotasks.agent.session import AgentPlan, Transcript, Usage, api_key_values, one_line, tool_environment
 from pytest_dotasks.agent.tools import Grants, ToolResult, grants
 from pytest_dotasks.agent.workspace import Workspace
 from pytest_dotasks.errors import BodyFailed
@@ -37,6 +30,8 @@ if TYPE_CHECKING:
 # Transient errors (429, 5xx, 529 overloaded, connection resets) are retried
 # by the SDK itself with exponential backoff and the server's retry-after.
 API_MAX_RETRIES = 4
+# Replies whose tool input the SDK cannot parse, in a row, before the step fails.
+UNPARSABLE_TURNS = 3
 
 
 @dataclasses.dataclass
@@ -60,6 +55,39 @@ def _verdict(outcome: _Outcome, name: str, usage: Usage, max_turns: object, budg
     if outcome.kind == "refusal":
         return False, f"the model refused to continue; last words: {words}"
     return False, f"{name} stopped without declaring a result; last words: {words}"
+
+
+def _new_client(ctx: StepContext, plan: AgentPlan) -> anthropic.Anthropic:
+    if not any(os.environ.get(k) for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE")):
+        ctx.log_event("main", "agent_error", "ANTHROPIC_API_KEY is not set", agent=plan.agent.name)
+        raise BodyFailed(
+            f"STEP {ctx.step.number}: the agent needs ANTHROPIC_API_KEY, which is not set [{ctx.task_id}]",
+            fix="export ANTHROPIC_API_KEY=sk-ant-... (console.anthropic.com/settings/keys), "
+                "or give the step a run: command, or use --agent-backend claude-code / command")
+    import anthropic  # only here: importing it costs seconds
+
+    return anthropic.Anthropic(max_retries=API_MAX_RETRIES)
+
+
+def _log_start(ctx: StepContext, plan: AgentPlan, transcript: Transcript) -> None:
+    ctx.properties["transcript"] = str(transcript.path)
+    info = {"agent": plan.agent.name, "model": plan.model, "backend": "anthropic",
+            "tools": list(plan.grants.names), "skills": [s.name for s in plan.full_skills]}
+    if plan.note:
+        ctx.log_event("main", "agent_note", plan.note, agent=plan.agent.name)
+    if plan.grants.ignored:
+        ctx.log_event("main", "agent_note", f"tools not provided here: {', '.join(plan.grants.ignored)}",
+                      agent=plan.agent.name)
+    ctx.log_event("main", "agent_start", f"{plan.agent.name} on {plan.model}", transcript=str(transcript.path),
+                  **info)
+    transcript.write("session", task_id=ctx.task_id, step=ctx.step.number, system=plan.system,
+                     tool_names=list(plan.grants.names), **info)
+
+
+def _find_subagent(plan: AgentPlan, kind: str) -> defs.AgentDef | None:
+    """The agent ``Task`` names: by frontmatter name, then by file stem."""
+    return next((a for a in plan.subagents if a.name == kind), None) or next(
+        (a for a in plan.subagents if a.path is not None and a.path.stem == kind), None)
 
 
 class AnthropicSession:
@@ -90,9 +118,9 @@ class AnthropicSession:
         self.client: anthropic.Anthropic | None = None
         ctx.log.add_secrets(api_key_values())
         self.transcript = Transcript(ctx.state_dir / "transcripts" / f"{ctx.task_id}.jsonl", ctx.log.scrub)
-        env = step_environment(ctx)
-        self.workspace = Workspace(ctx.root, env=env, protected=protected_paths(ctx), grants=plan.grants)
-        self._env = env
+        self.guard = Guard.for_step(ctx)
+        self._env = tool_environment(ctx)  # without the agent's own credentials
+        self.workspace = Workspace(ctx.root, env=self._env, protected=self.guard.protected, grants=plan.grants)
         self._logged: dict[str, int] = {}  # conversation -> messages already in the transcript
 
     # ---------------------------------------------------------------- public
@@ -102,7 +130,7 @@ class AnthropicSession:
         plan, ctx = self.plan, self.ctx
         client = self._client()
         if self.attempt == 1:
-            self._start_log()
+            _log_start(ctx, plan, self.transcript)
         if not self.messages:
             req.add_user_turn(self.messages, plan.user)
         else:
@@ -126,33 +154,9 @@ class AnthropicSession:
     # ---------------------------------------------------------------- setup
 
     def _client(self) -> anthropic.Anthropic:
-        if self.client is not None:
-            return self.client
-        if not any(os.environ.get(k) for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE")):
-            self.ctx.log_event("main", "agent_error", "ANTHROPIC_API_KEY is not set", agent=self.plan.agent.name)
-            raise BodyFailed(
-                f"STEP {self.ctx.step.number}: the agent needs ANTHROPIC_API_KEY, which is not set [{self.ctx.task_id}]",
-                fix="export ANTHROPIC_API_KEY=sk-ant-... (console.anthropic.com/settings/keys), "
-                    "or give the step a run: command, or use --agent-backend claude-code / command")
-        import anthropic  # only here: importing it costs seconds
-
-        self.client = anthropic.Anthropic(max_retries=API_MAX_RETRIES)
+        if self.client is None:
+            self.client = _new_client(self.ctx, self.plan)
         return self.client
-
-    def _start_log(self) -> None:
-        plan, ctx = self.plan, self.ctx
-        ctx.properties["transcript"] = str(self.transcript.path)
-        info = {"agent": plan.agent.name, "model": plan.model, "backend": "anthropic",
-                "tools": list(plan.grants.names), "skills": [s.name for s in plan.full_skills]}
-        if plan.note:
-            ctx.log_event("main", "agent_note", plan.note, agent=plan.agent.name)
-        if plan.grants.ignored:
-            ctx.log_event("main", "agent_note", f"tools not provided here: {', '.join(plan.grants.ignored)}",
-                          agent=plan.agent.name)
-        ctx.log_event("main", "agent_start", f"{plan.agent.name} on {plan.model}", transcript=str(self.transcript.path),
-                      **info)
-        self.transcript.write("session", task_id=ctx.task_id, step=ctx.step.number, system=plan.system,
-                              tool_names=list(plan.grants.names), **info)
 
     def _tool_params(self, g: Grants, depth: int) -> list[dict[str, Any]]:
         return req.tool_params(g, ((a.name, a.description) for a in self.plan.subagents), depth)
@@ -169,17 +173,30 @@ class AnthropicSession:
         self._logged[conversation] = len(messages) + 1  # + the reply, logged as "response"
         import anthropic
 
-        try:
-            with client.messages.stream(**params) as stream:
-                return stream.get_final_message()
-        except anthropic.APIError as exc:
-            raise self._api_failure(exc, model) from None
-        except TypeError as exc:
-            if "authentication" not in str(exc):
-                raise
-            # The SDK found no credentials at all (e.g. only ANTHROPIC_PROFILE, pointing nowhere).
-            raise BodyFailed(f"STEP {self.ctx.step.number}: cannot call the Anthropic API: {exc}",
-                             fix="export ANTHROPIC_API_KEY=sk-ant-...") from None
+        for _ in range(UNPARSABLE_TURNS):
+            try:
+                with client.messages.stream(**params) as stream:
+                    return stream.get_final_message()
+            except anthropic.APIError as exc:
+                raise self._api_failure(exc, model) from None
+            except TypeError as exc:
+                if "authentication" not in str(exc):
+                    raise
+                # The SDK found no credentials at all (e.g. only ANTHROPIC_PROFILE, pointing nowhere).
+                raise BodyFailed(f"STEP {self.ctx.step.number}: cannot call the Anthropic API: {exc}",
+                                 fix="export ANTHROPIC_API_KEY=sk-ant-...") from None
+            except ValueError as exc:
+                # The SDK cannot parse the tool input the model streamed (a lone surrogate's
+                # escape, say): that reply is lost, so the same request is sent again.
+                if "tool parameter JSON" not in str(exc):
+                    raise
+                why = req.printable(str(exc).splitlines()[0])[:500]
+                self.transcript.write("error", agent=agent, conversation=conversation, message=why)
+                self.ctx.log_event("main", "agent_error", f"{agent}: the model's tool input is not valid JSON; "
+                                   "asking again", agent=agent, detail=why)
+        raise BodyFailed(f"STEP {self.ctx.step.number}: the model sent tool input that is not valid JSON "
+                         f"{UNPARSABLE_TURNS} times in a row [{self.ctx.task_id}]",
+                         fix=f"run the step again; the transcript {self.transcript.path} shows the replies")
 
     def _api_failure(self, exc: Exception, model: str) -> BodyFailed:
         what, fix = explain_api_error(exc, model, API_MAX_RETRIES)
@@ -208,7 +225,7 @@ class AnthropicSession:
             turns += 1
             turn = self.usage.add(model, response.usage)
             content = [p for p in (req.as_param(b) for b in response.content) if p is not None]
-            texts = "\n".join(b["text"] for b in content if b["type"] == "text").strip()
+            texts = req.printable("\n".join(b["text"] for b in content if b["type"] == "text").strip())
             calls = [b for b in content if b["type"] == "tool_use"]
             if texts:
                 last_text = texts
@@ -222,7 +239,7 @@ class AnthropicSession:
                 f"{agent} turn {turns}: {turn['input_tokens']} in, {turn['output_tokens']} out, "
                 f"cache {turn['cache_read_tokens']} read / {turn['cache_write_tokens']} written",
                 agent=agent, model=model, turn=turns, attempt=self.attempt, depth=depth,
-                stop_reason=response.stop_reason, tools=[c["name"] for c in calls],
+                stop_reason=response.stop_reason, tools=[req.printable(c["name"]) for c in calls],
                 seconds=round(time.monotonic() - t0, 3), total_tokens=self.usage.total, **turn)
             messages.append({"role": "assistant", "content": content or [{"type": "text", "text": "(no reply)"}]})
             if calls:
@@ -257,10 +274,19 @@ class AnthropicSession:
         name, args = call["name"], call.get("input") or {}
         t0 = time.monotonic()
         label = req.describe_call(name, args)
-        self.ctx.emit(f"  → {name}: {label}" if depth == 0 else f"    → [{agent}] {name}: {label}")
-        self.console.append(f"[{agent}] → {name}: {label}")
+        name_shown = req.printable(name)
+        self.ctx.emit(f"  → {name_shown}: {label}" if depth == 0 else f"    → [{agent}] {name_shown}: {label}")
+        self.console.append(f"[{agent}] → {name_shown}: {label}")
         if name == "Task" and depth == 0 and workspace.grants.allows("Task"):
             result = self._task(client, args, model)
+        elif name in ("Bash", "Write", "Edit"):  # what can write; Task's own calls are guarded one by one
+            before = self.guard.snapshot()
+            result = workspace.call(name, args)
+            changes = self.guard.check(before)
+            if changes:
+                self.ctx.log_event("main", "agent_guard", f"{agent}: {name_shown} changed protected files; put back",
+                                   agent=agent, tool=name_shown, changes=[dataclasses.asdict(c) for c in changes])
+                result = ToolResult(f"{result.content}\n\n{describe(changes, self.ctx.root)}", is_error=True)
         else:
             result = workspace.call(name, args)
         content = self.ctx.log.scrub(result.content)  # the model never sees a key a command printed
@@ -269,7 +295,7 @@ class AnthropicSession:
             self.console.append("    " + one_line(content, 400))
         self.transcript.write("tool_result", agent=agent, tool_use_id=call["id"], name=name, input=args,
                               is_error=result.is_error, seconds=seconds, content=content)
-        self.ctx.log_event("main", "agent_tool", f"{agent}: {name} {label}"[:300], agent=agent, tool=name,
+        self.ctx.log_event("main", "agent_tool", f"{agent}: {name_shown} {label}"[:300], agent=agent, tool=name_shown,
                            ok=not result.is_error, seconds=seconds, depth=depth)
         block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call["id"], "content": content or "(empty)"}
         if result.is_error:
@@ -281,8 +307,7 @@ class AnthropicSession:
         task_prompt = args.get("prompt")
         if not isinstance(task_prompt, str) or not task_prompt.strip():
             return ToolResult("Task needs 'prompt' (the complete sub-task)", is_error=True)
-        sub = next((a for a in self.plan.subagents if a.name == kind), None) or next(
-            (a for a in self.plan.subagents if a.path is not None and a.path.stem == kind), None)
+        sub = _find_subagent(self.plan, kind)
         if sub is None:
             known = ", ".join(a.name for a in self.plan.subagents)
             return ToolResult(f"no agent '{kind}'; available: {known}", is_error=True)
@@ -290,7 +315,7 @@ class AnthropicSession:
         model = parent_model if not sub.model or sub.model == defs.INHERIT else \
             defs.resolve_model(sub.model, self.plan.alias_lines)
         system = prompts.subagent_system_prompt(sub, root=self.ctx.root, tool_names=sub_grants.names)
-        workspace = Workspace(self.ctx.root, env=self._env, protected=protected_paths(self.ctx), grants=sub_grants)
+        workspace = Workspace(self.ctx.root, env=self._env, protected=self.guard.protected, grants=sub_grants)
         self.ctx.log_event("main", "agent_task", f"Task to {sub.name}: {args.get('description', '')}"[:300],
                            agent=sub.name, model=model, parent=self.plan.agent.name)
         messages: list[dict[str, Any]] = [{"role": "user", "content": task_prompt}]

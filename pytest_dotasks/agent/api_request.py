@@ -9,6 +9,7 @@ the conversation so far from the cache).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,9 +28,27 @@ def as_param(block: Any) -> dict[str, Any] | None:
     if kind == "text":
         return {"type": "text", "text": block.text} if block.text else None
     if kind == "tool_use":
-        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input or {}}
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": json_safe(block.input or {})}
     data: dict[str, Any] = block.model_dump(mode="json", exclude_none=True)
     return data
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON can carry it: Infinity and NaN as strings, lone surrogates escaped.
+
+    The model's tool input goes back to the API in the history, and the SDK
+    refuses to send ``offset: Infinity``; the tools see the same text and say
+    what is wrong with it.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(str(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def system_blocks(system: str) -> list[dict[str, Any]]:
@@ -82,6 +101,11 @@ def not_run(call: dict[str, Any], why: str) -> dict[str, Any]:
     return {"type": "tool_result", "tool_use_id": call["id"], "content": f"not run: {why}", "is_error": True}
 
 
+def printable(text: str) -> str:
+    """``text`` with lone surrogates (a model can send them) escaped: safe to log, print and encode."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def describe_call(name: str, args: Any) -> str:
     """A tool call on one short line, for the terminal and the log."""
     if not isinstance(args, dict):
@@ -92,5 +116,5 @@ def describe_call(name: str, args: Any) -> str:
         value = f"{args.get('subagent_type', '')}: {args.get('description', '')}"
     else:
         value = str(args.get("file_path", ""))
-    value = " ".join(value.split())
+    value = printable(" ".join(value.split()))
     return value if len(value) <= 160 else value[:157] + "..."

@@ -6,13 +6,21 @@ agent with the whole prompt (system and task) as one shell-quoted argument
 an explicit ``STEP RESULT: FAILURE`` line fails the step even on exit 0,
 since many agent CLIs exit 0 whatever happened. A retry runs it again with
 the failure appended to the prompt: a CLI has no conversation to continue.
+
+The CLI gets the step's whole environment, its own credentials included (it
+is the agent: it needs them to reach its model). What it does to protected
+files (the plan, the task log, ``.dotasks/``, the ini file, conftest.py
+files, ``.claude/``) is found after it exits and put back by ``guard.Guard``
+before post-validation runs, and said in the step's output and the log.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 from pytest_dotasks.agent import prompt as prompts
+from pytest_dotasks.agent.guard import Guard, describe
 from pytest_dotasks.agent.session import (
     AgentPlan,
     Transcript,
@@ -43,6 +51,7 @@ class CommandSession:
         self.attempt = 0
         ctx.log.add_secrets(api_key_values())
         self.transcript = Transcript(ctx.state_dir / "transcripts" / f"{ctx.task_id}.jsonl", ctx.log.scrub)
+        self.guard = Guard.for_step(ctx)
 
     def run(self, feedback: str | None = None) -> BodyResult:
         ctx, plan = self.ctx, self.plan
@@ -70,8 +79,16 @@ class CommandSession:
             print(line)  # captured by pytest: shown with a failure, live with -s
             ctx.emit(f"  → {line}")
 
+        before = self.guard.snapshot()
         res = run_shell(command, ctx.root, env=step_environment(ctx), on_line=on_line, tee=out_file)
+        changes = self.guard.check(before)
         output = ctx.log.scrub(res.output)
+        if changes:
+            note = describe(changes, ctx.root)
+            ctx.log_event("main", "agent_guard", "the agent command changed protected files; put back",
+                          agent=plan.agent.name, changes=[dataclasses.asdict(c) for c in changes])
+            self.transcript.write("guard", changes=[dataclasses.asdict(c) for c in changes])
+            output = f"{output.rstrip()}\n{note}"
         verdict = prompts.parse_verdict(output)
         self.transcript.write("response", agent=plan.agent.name, exit_code=res.returncode,
                               seconds=round(res.seconds, 3), output=output)
@@ -83,6 +100,8 @@ class CommandSession:
         else:
             ok = True
             summary = "agent command exited 0" + (" and declared SUCCESS" if verdict is not None else "")
+        if changes:
+            summary += f" (it changed {len(changes)} protected path(s); put back)"
         props = {"agent": plan.agent.name, "turns": self.attempt, "transcript": str(self.transcript.path)}
         ctx.properties.update(props)
         ctx.log_event("main", "agent_end", summary, ok=ok, exit_code=res.returncode, attempt=self.attempt,

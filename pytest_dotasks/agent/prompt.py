@@ -101,15 +101,17 @@ def rules_section(root: Path, tool_names: Sequence[str], *, native_tools: bool =
         lines += [
             (f"- Your tools: {', '.join(tool_names) or 'none'}. File tools refuse paths outside the project root. "
              "Each Bash call is a fresh shell in the project root (cd and exports do not carry over), with a "
-             "timeout, no terminal and no stdin."),
+             "timeout, no terminal and no stdin, and without your own API key (unless the step lists it under "
+             "env)."),
             ("- If your instructions mention tools you do not have here (Skill, TodoWrite, BashOutput, "
              "run_in_background), do without them: read a skill's SKILL.md with Read, keep your plan in your "
              "messages, and run long jobs in the foreground within the Bash timeout (or write a script the plan "
              "runs later)."),
         ]
     lines += [
-        ("- Do not edit SPEC.md, .task_execution.log or anything under .dotasks/: pytest-dotasks marks the "
-         "step and logs the run itself."),
+        ("- Do not edit SPEC.md, .task_execution.log, anything under .dotasks/ or .claude/, conftest.py files or "
+         "the pytest ini file: pytest-dotasks marks the step and logs the run itself, and puts back any change "
+         "made to them."),
         ("- TEST the work before declaring success: run what you wrote (on a small input first), check that "
          "every expected output exists and is not empty, and run each validation command yourself. "
          "pytest-dotasks runs the validations again after you finish; if one fails, the step fails."),

@@ -23,11 +23,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from pytest_dotasks.agent import definitions as defs
+from pytest_dotasks.agent import guard
 from pytest_dotasks.agent import prompt as prompts
 from pytest_dotasks.agent.pricing import model_family
 from pytest_dotasks.agent.tools import Grants, grants
@@ -113,9 +115,15 @@ class Transcript:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, kind: str, /, **data: Any) -> None:
-        line = json.dumps({"ts": now_iso(), "type": kind, **data}, ensure_ascii=False, default=str)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(self.scrub(line) + "\n")
+        entry = {"ts": now_iso(), "type": kind, **data}
+        line = self.scrub(json.dumps(entry, ensure_ascii=False, default=str))
+        try:
+            payload = (line + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from the model: escaped, the line stays valid JSON
+            payload = (self.scrub(json.dumps(entry, default=str)) + "\n").encode("ascii")
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # again: a Bash call may have removed it
+        with open(self.path, "ab") as fh:
+            fh.write(payload)
 
 
 @dataclasses.dataclass
@@ -175,14 +183,38 @@ def step_environment(ctx: StepContext) -> dict[str, str]:
     return step_env(ctx)
 
 
+# The agent's own credentials: what lets it (or Claude Code) talk to the model.
+AGENT_CREDENTIALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_CUSTOM_HEADERS",
+                     "ANTHROPIC_FOUNDRY_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "AWS_BEARER_TOKEN_BEDROCK")
+_CREDENTIAL_LIKE = re.compile(r"^(?:ANTHROPIC|CLAUDE)_\w*(?:KEY|TOKEN|SECRET|PASSWORD|CREDENTIALS?|HEADERS)\w*$",
+                              re.IGNORECASE)
+
+
+def is_agent_credential(name: str) -> bool:
+    """Is ``name`` one of the agent's own credentials (or looks like one: ``ANTHROPIC_*_KEY``, ``CLAUDE_*_TOKEN``)?"""
+    return name in AGENT_CREDENTIALS or bool(_CREDENTIAL_LIKE.match(name))
+
+
+def tool_environment(ctx: StepContext) -> dict[str, str]:
+    """The environment of the commands the agent runs (its Bash): the step's, minus the agent's credentials.
+
+    The agent's API key is for the conversation, not for the work: a command
+    the model writes (``env > env.txt``) must not see it. A variable the step
+    names in ``env:`` is passed all the same: naming it says the work needs it
+    (a data step calling the Anthropic API with ``env: ANTHROPIC_API_KEY``).
+    """
+    named = set(ctx.step.items("env"))
+    return {k: v for k, v in step_environment(ctx).items() if k in named or not is_agent_credential(k)}
+
+
 def protected_paths(ctx: StepContext) -> list[Path]:
-    """What the agent's file tools may read but never write: the plan, the task log, ``.dotasks/``."""
-    return [ctx.spec_path, ctx.log.path, ctx.state_dir]
+    """What the agent's file tools may read but never write (see ``guard``)."""
+    return guard.protected_paths(ctx)
 
 
 def api_key_values() -> list[str]:
     """The agent's own credentials in this environment: secrets the log and transcripts scrub."""
-    return [os.environ[k] for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN") if os.environ.get(k)]
+    return [v for k, v in os.environ.items() if v and is_agent_credential(k)]
 
 
 def combined_prompt(plan: AgentPlan, feedback: Sequence[str] = ()) -> str:

@@ -8,10 +8,13 @@ raises ``LogError`` instead of leaving a torn line unnoticed.
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
+import functools
 import json
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,10 +44,48 @@ def secret_values(names: Iterable[str] = (), environ: Mapping[str, str] | None =
     return sorted(vals, key=len, reverse=True)
 
 
+# Between two base64 characters: a line break (base64 tools wrap at 76) as
+# itself or as JSON writes it (a transcript line).
+_WRAP = r"(?:\r?\n|(?:\\r)?\\n)?"
+_URL_SAFE = str.maketrans("+/", "-_")
+
+
+@functools.lru_cache(maxsize=256)
+def secret_forms(secret: str) -> tuple[tuple[str, ...], tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]]:
+    """How ``secret`` shows up in text: literally and URL-encoded, and base64-encoded.
+
+    Returns (literal forms, base64 forms). A base64 form is the part of the
+    encoding that depends on the secret alone, for each of the three byte
+    alignments it can have inside a longer encoded text (``env | base64``),
+    standard and URL-safe alphabets, allowing line breaks; it comes with a few
+    plain windows of it, so text holding none of them is not searched.
+    """
+    literal = {secret}
+    for quoted in (urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)):
+        literal |= {quoted, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quoted)}
+    raw = secret.encode("utf-8", "surrogateescape")
+    encoded = []
+    for k in range(3):
+        full = base64.b64encode(b"\0" * k + raw).decode("ascii")
+        core = full[(4 * k + 2) // 3:(8 * (k + len(raw))) // 6]  # characters made of the secret's bits only
+        for form in dict.fromkeys((core, core.translate(_URL_SAFE))):
+            if len(form) >= 8:
+                mid = len(form) // 2
+                windows = (form[:6], form[mid - 3:mid + 3], form[-6:])
+                encoded.append((windows, re.compile(_WRAP.join(map(re.escape, form)))))
+    return tuple(sorted(literal, key=len, reverse=True)), tuple(encoded)
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every form of every secret (see ``secret_forms``) replaced by ``***``."""
     for s in secrets:
-        if s in text:
-            text = text.replace(s, "***")
+        literal, encoded = secret_forms(s)
+        for form in literal:
+            if form in text:
+                text = text.replace(form, "***")
+        for windows, pattern in encoded:
+            if any(w in text for w in windows):
+                text = pattern.sub("***", text)
     return text
 
 

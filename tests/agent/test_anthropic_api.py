@@ -77,7 +77,7 @@ def test_success_path_really_changes_files(root: Path, anthropic_stub: Anthropic
 def test_transcript_has_every_exchange_and_no_key(root: Path, anthropic_stub: AnthropicStub) -> None:
     leak = tool_use("Bash", {"command": "echo key=$ANTHROPIC_API_KEY"})
     anthropic_stub.reply(leak).reply(DONE)
-    ctx = make_ctx(root)
+    ctx = make_ctx(root, [("env", "ANTHROPIC_API_KEY")])  # named in env: the step's commands see the key
     result = open_session(ctx).run()
     assert result.ok and anthropic_stub.violations == []
     lines = transcript(root)
@@ -285,3 +285,28 @@ def test_stub_serves_the_models_probe_to_the_real_sdk(anthropic_stub: AnthropicS
         bad.models.list()
     assert anthropic_stub.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
     assert anthropic_stub.violations == []
+
+
+# ------------------------------------------------------------ the guard and odd inputs
+
+def test_a_sub_agents_bash_is_guarded_too(root: Path, anthropic_stub: AnthropicStub) -> None:
+    write_agent(root, "helper.md", "You are the helper.", name="helper", tools="Bash")
+    task = tool_use("Task", {"description": "d", "prompt": "Tick the box.", "subagent_type": "helper"})
+    tick = tool_use("Bash", {"command": "sed -i 's/\\[ \\]/[x]/' SPEC.md"})
+    anthropic_stub.reply(task).reply(tick).reply("Ticked.").reply(DONE)
+    before = (root / "SPEC.md").read_text()
+    assert open_session(make_ctx(root)).run().ok
+    assert (root / "SPEC.md").read_text() == before
+    res = tool_results(anthropic_stub.message_requests[2])[tick["id"]]
+    assert res["is_error"] and "SPEC.md: changed, restored" in res["content"]
+    assert [e["agent"] for e in events(root, "agent_guard")] == ["helper"]
+
+
+def test_replies_the_sdk_cannot_parse_are_asked_for_again_then_fail_in_one_line(
+        root: Path, anthropic_stub: AnthropicStub) -> None:
+    bad = tool_use("Write", {"file_path": "a.txt", "content": "\udc80"})  # the SDK cannot parse its escape
+    anthropic_stub.reply(bad).reply(bad).reply(bad)
+    with pytest.raises(BodyFailed, match="not valid JSON 3 times in a row") as info:
+        open_session(make_ctx(root)).run()
+    assert "\n" not in str(info.value) and len(anthropic_stub.message_requests) == 3
+    assert len(events(root, "agent_error")) == 3 and not (root / "a.txt").exists()

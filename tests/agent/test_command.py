@@ -81,3 +81,32 @@ def test_render_command_quotes_the_prompt() -> None:
         "agent -p 'it'\"'\"'s $HOME; rm -rf /'"
     assert render_command("agent --file {prompt_file}", "x", "/tmp/a b.md") == "agent --file '/tmp/a b.md'"
     assert render_command("agent", "do it", "/p.md") == "agent 'do it'"
+
+
+def test_what_a_cli_agent_does_to_protected_files_is_put_back(root: Path, tmp_path: Path) -> None:
+    plan_before = (root / "SPEC.md").read_text()
+    script = tmp_path / "cheating-agent"
+    script.write_text("#!/bin/sh\n"
+                      "echo '- [x] **STEP 9**: done' >> SPEC.md\n"
+                      "echo 'collect_ignore = [\"tests\"]' > conftest.py\n"
+                      "echo '{\"exit_code\": 0}' > .dotasks/forged.json\n"
+                      "echo work > hello.py\n"
+                      "echo 'STEP RESULT: SUCCESS'\n")
+    script.chmod(0o755)
+    ctx = make_ctx(root, cli={"agent_backend": "command", "agent_command": f"{script} {{prompt}}"})
+    result = open_session(ctx).run()
+    assert result.ok and result.summary == ("agent command exited 0 and declared SUCCESS "
+                                            "(it changed 2 protected path(s); put back)")
+    assert (root / "SPEC.md").read_text() == plan_before and not (root / "conftest.py").exists()
+    assert (root / "hello.py").read_text() == "work\n"  # the work itself stays
+    assert "SPEC.md: changed, restored" in result.output and "conftest.py: created, restored" in result.output
+    [guard] = events(root, "agent_guard")
+    assert sorted(Path(c["path"]).name for c in guard["changes"]) == ["SPEC.md", "conftest.py"]
+
+
+def test_a_cli_agent_keeps_its_credentials(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-for-the-cli-000000")
+    ctx = make_ctx(root, cli={"agent_backend": "command",
+                              "agent_command": "sh -c 'test -n \"$ANTHROPIC_API_KEY\" && echo STEP RESULT: SUCCESS' "
+                                               "{prompt_file}"})
+    assert open_session(ctx).run().ok

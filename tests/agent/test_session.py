@@ -53,3 +53,23 @@ def test_open_session_and_render_prompt_are_still_reachable_from_session() -> No
     assert session.render_prompt is launch.render_prompt
     with pytest.raises(AttributeError):
         session.no_such_name  # noqa: B018
+
+
+def test_the_agents_commands_run_without_its_credentials(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_BETA_API_KEY",
+                 "TINKER_API_KEY", "DB_URL"):
+        monkeypatch.setenv(name, f"value-of-{name.lower()}")
+    env = session.tool_environment(make_ctx(root))
+    assert not {"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_BETA_API_KEY"} & set(env)
+    assert env["TINKER_API_KEY"] == "value-of-tinker_api_key" and env["DB_URL"] == "value-of-db_url"
+    assert env["DOTASKS_TASK_ID"] == "task_1_0badc0de"
+    named = session.tool_environment(make_ctx(root, [("env", "ANTHROPIC_API_KEY, TINKER_API_KEY")]))
+    assert named["ANTHROPIC_API_KEY"] == "value-of-anthropic_api_key" and "ANTHROPIC_AUTH_TOKEN" not in named
+    assert set(session.api_key_values()) >= {"value-of-anthropic_api_key", "value-of-claude_code_oauth_token"}
+
+
+def test_a_transcript_line_with_a_lone_surrogate_stays_valid_json(tmp_path: Path) -> None:
+    t = Transcript(tmp_path / "a.jsonl", lambda s: s)
+    t.write("tool_result", input={"file_path": "a\ud800"}, content="ok ✓")
+    line = json.loads((tmp_path / "a.jsonl").read_text(encoding="utf-8"))
+    assert line["input"]["file_path"] == "a\ud800" and line["content"] == "ok ✓"

@@ -155,3 +155,125 @@ def test_bash_rules_allow_only_matching_single_commands(root: Path) -> None:
 def test_resolve_refuses_empty_paths(ws: Workspace) -> None:
     with pytest.raises(ToolError, match="empty"):
         ws.resolve("  ")
+
+
+# ------------------------------------------------------------ odd inputs never raise
+
+LONG = "a" * 5000
+
+
+@pytest.mark.parametrize("name, args, words", [
+    ("Read", {"file_path": LONG}, "paths are limited to 4,096"),
+    ("Write", {"file_path": LONG, "content": "x"}, "paths are limited to 4,096"),
+    ("Edit", {"file_path": "d/" * 2100, "old_string": "a", "new_string": "b"}, "paths are limited to 4,096"),
+    ("Read", {"file_path": "a" * 300}, "Read failed: File name too long"),
+    ("Read", {"file_path": "a\x00b"}, "NUL byte"),
+    ("Write", {"file_path": "a\x00b", "content": "x"}, "NUL byte"),
+    ("Bash", {"command": "echo a\x00b"}, "NUL byte"),
+    ("Read", {"file_path": "a\ud800"}, "lone surrogate (\\ud800 at character 1)"),
+    ("Write", {"file_path": "f\udcff.txt", "content": "x"}, "lone surrogate"),
+    ("Bash", {"command": "echo \ud800"}, "lone surrogate"),
+    ("Read", {"file_path": "f.txt", "offset": float("inf")}, "'offset' must be an integer"),
+    ("Read", {"file_path": "f.txt", "limit": float("nan")}, "'limit' must be an integer"),
+    ("Read", {"file_path": "f.txt", "offset": 10**400}, "past the end"),
+    ("Read", {"file_path": "f.txt", "offset": True}, "'offset' must be an integer"),
+    ("Bash", {"command": "echo hi", "timeout": float("nan")}, "a number of milliseconds"),
+    ("Bash", {"command": "echo hi", "timeout": 10**400}, "a number of milliseconds"),
+    ("Edit", {"file_path": "f.txt", "old_string": "x", "new_string": "y", "replace_all": "maybe"},
+     "'replace_all' must be true or false"),
+    ("Write", {"file_path": "f.txt/inside", "content": "x"}, "Not a directory"),
+    ("Bash", {"command": "x" * 3_000_000}, "Bash failed"),
+])
+def test_odd_inputs_come_back_as_error_results(ws: Workspace, root: Path, name: str, args: dict,
+                                               words: str) -> None:
+    (root / "f.txt").write_text("x\n")
+    res = ws.call(name, args)
+    assert res.is_error and words in res.content, res.content
+    assert (root / "f.txt").read_text() == "x\n"
+
+
+def test_replace_all_accepts_json_booleans_and_their_spelling(ws: Workspace, root: Path) -> None:
+    (root / "f.txt").write_text("a a\n")
+    assert ws.call("Edit", {"file_path": "f.txt", "old_string": "a", "new_string": "b",
+                            "replace_all": "false"}).is_error  # "false" no longer counts as true
+    assert not ws.call("Edit", {"file_path": "f.txt", "old_string": "a", "new_string": "b",
+                                "replace_all": "true"}).is_error
+    assert (root / "f.txt").read_text() == "b b\n"
+
+
+@pytest.mark.parametrize("name, args", [
+    ("Edit", {"file_path": "f.txt", "old_string": "hello", "new_string": "bad \ud800 text"}),
+    ("Write", {"file_path": "f.txt", "content": "bad \ud800 text"}),
+])
+def test_a_failed_write_never_empties_the_file(ws: Workspace, root: Path, name: str, args: dict) -> None:
+    (root / "f.txt").write_text("hello\n")
+    res = ws.call(name, args)
+    assert res.is_error and "lone surrogate" in res.content
+    assert (root / "f.txt").read_text() == "hello\n"
+    assert [p.name for p in root.iterdir()] == ["f.txt"]  # no temporary file left behind
+
+
+def test_writes_replace_the_file_in_one_rename_keeping_its_mode(ws: Workspace, root: Path) -> None:
+    target = root / "run.sh"
+    target.write_text("echo 1\n")
+    target.chmod(0o750)
+    inode = target.stat().st_ino
+    assert not ws.call("Write", {"file_path": "run.sh", "content": "echo 2\n"}).is_error
+    assert target.read_text() == "echo 2\n" and target.stat().st_mode & 0o777 == 0o750
+    assert target.stat().st_ino != inode  # a new file renamed over the old one
+    assert not ws.call("Edit", {"file_path": "run.sh", "old_string": "2", "new_string": "3"}).is_error
+    assert target.read_text() == "echo 3\n" and target.stat().st_mode & 0o777 == 0o750
+    old = os.umask(0o022)
+    os.umask(old)
+    assert not ws.call("Write", {"file_path": "new.txt", "content": "n"}).is_error
+    assert (root / "new.txt").stat().st_mode & 0o777 == 0o666 & ~old
+    assert sorted(p.name for p in root.iterdir()) == ["new.txt", "run.sh"]
+
+
+def test_a_write_that_fails_leaves_the_file_whole(ws: Workspace, root: Path) -> None:
+    (root / "ro").mkdir()
+    (root / "ro" / "f.txt").write_text("keep me\n")
+    (root / "ro").chmod(0o555)  # no temporary file can be made beside it
+    try:
+        if os.access(root / "ro", os.W_OK):
+            pytest.skip("running as root: permissions do not stop a write")
+        res = ws.call("Write", {"file_path": "ro/f.txt", "content": "new"})
+        assert res.is_error and "the file is unchanged" in res.content
+        assert (root / "ro" / "f.txt").read_text() == "keep me\n"
+    finally:
+        (root / "ro").chmod(0o755)
+
+
+def test_fifos_and_sockets_are_refused_not_waited_on(ws: Workspace, root: Path) -> None:
+    os.mkfifo(root / "pipe")
+    for name, args in [("Read", {"file_path": "pipe"}), ("Write", {"file_path": "pipe", "content": "x"}),
+                       ("Edit", {"file_path": "pipe", "old_string": "a", "new_string": "b"})]:
+        res = ws.call(name, args)
+        assert res.is_error and "not a regular file" in res.content, res.content
+
+
+def test_hard_links_are_refused_like_symlinks(ws: Workspace, root: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\n")
+    os.link(secret, root / "link.txt")
+    for name, args in [("Read", {"file_path": "link.txt"}), ("Write", {"file_path": "link.txt", "content": "x"}),
+                       ("Edit", {"file_path": "link.txt", "old_string": "top", "new_string": "no"})]:
+        res = ws.call(name, args)
+        assert res.is_error and "has 2 hard links" in res.content, res.content
+    assert secret.read_text() == "top secret\n"
+
+
+def test_files_that_configure_the_run_are_read_only(root: Path) -> None:
+    (root / "SPEC.md").write_text("x\n")
+    (root / "pytest.ini").write_text("[pytest]\n")
+    (root / ".claude" / "agents").mkdir(parents=True)
+    (root / ".claude" / "agents" / "a.md").write_text("a\n")
+    (root / "conftest.py").write_text("# hooks\n")
+    ws = Workspace(root, protected=[root / "SPEC.md", root / ".dotasks", root / "pytest.ini", root / ".claude",
+                                    root / "conftest.py"])
+    for path in ("pytest.ini", ".claude/agents/a.md", ".claude/settings.json", "conftest.py", "sub/conftest.py"):
+        res = ws.call("Write", {"file_path": path, "content": "changed"})
+        assert res.is_error and res.content.startswith(f"refused: {path} "), res.content
+        assert not ws.call("Read", {"file_path": path}).content.startswith("refused")
+    assert (root / "pytest.ini").read_text() == "[pytest]\n" and not (root / "sub").exists()
+    assert not ws.call("Write", {"file_path": "sub/pytest.ini", "content": "[pytest]\n"}).is_error
