@@ -68,7 +68,7 @@ def test_agent_step_runs_retries_and_reports_cost(pytester: pytest.Pytester, ant
     assert transcript.exists()
     log = (pytester.path / ".task_execution.log").read_text()
     assert any(json.loads(x).get("event") == "retry" for x in log.splitlines())
-    res.stdout.fnmatch_lines(["*agent tokens: 1030 in, * out; estimated cost $*"])
+    res.stdout.fnmatch_lines(["*agent tokens: 1030 in*, * out; estimated cost $*"])
     for blob in (log, transcript.read_text(), (pytester.path / "out.xml").read_text(), res.stdout.str()):
         assert API_KEY not in blob
 

@@ -3,8 +3,8 @@
 ``atomic_write`` writes a temporary file beside the target (an exclusive
 new name, never following a link) and renames it over the target, so a
 failed write (disk full, a bad byte found late, a kill) leaves the old file
-whole; the old file's mode is kept, a new file gets the default mode under
-the umask. ``read_regular`` opens without following a final symlink and
+whole; the old file's mode (and owner and group, where allowed) is kept, a
+new file gets the default mode under the umask. ``read_regular`` opens without following a final symlink and
 without blocking (a FIFO would hang a plain ``open``), and reads at most
 ``cap`` bytes. Used by the workspace (Write, Edit, Read) and by the guard.
 """
@@ -30,12 +30,12 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
 
     Raises OSError with nothing changed at ``path``.
     """
-    if mode is None:
-        try:
-            st = os.stat(path)
-            mode = stat.S_IMODE(st.st_mode)
-        except FileNotFoundError:
-            mode = None
+    try:
+        old: os.stat_result | None = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        old = None
+    if mode is None and old is not None:
+        mode = stat.S_IMODE(old.st_mode)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(10):
         tmp = temp_name(path)
@@ -49,6 +49,11 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            if old is not None and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+                try:  # keep owner and group where we may (root may; a user may keep a group it is in)
+                    os.fchown(fh.fileno(), old.st_uid, old.st_gid)
+                except OSError:
+                    pass
             if mode is not None:
                 os.fchmod(fh.fileno(), mode)
         os.replace(tmp, path)
@@ -60,7 +65,7 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
         raise
 
 
-def read_regular(path: Path, cap: int) -> tuple[os.stat_result, bytes | None]:
+def read_regular(path: str | Path, cap: int) -> tuple[os.stat_result, bytes | None]:
     """(stat, bytes) of a regular file, bytes None when it is larger than ``cap``.
 
     Raises IsADirectoryError / OSError for what is not a regular file (FIFO,

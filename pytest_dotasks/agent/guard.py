@@ -30,15 +30,15 @@ xdist workers, background steps settling, the log), so "put back" differs:
   ``conftest.py`` (or ``pytest.ini``) is looked for in the root, in folders
   directly under it, and up to the ini file's folder; not deeper (Write
   refuses that name anywhere).
-- ``.dotasks/``: the plugin creates files there all the time, from other
-  processes too, so created files stay and ``transcripts/``, ``output/``,
-  ``prompts/`` and ``guard/`` are not looked at. What the plugin never does
-  is undone: a deleted file or folder comes back (files up to 64 KiB: state,
-  not output logs), and a background step's write-once state
-  (``meta.json``, ``pid.json``, ``child.json``, ``exit.json``, ``settling``,
-  ``settled``) gets its content back. An ``exit.json`` forged for a
-  background step still running cannot be told from its supervisor's: a
-  known limit.
+- ``.dotasks/``: the file tools refuse all of it, but after a call only a
+  background step's write-once state is checked (``background/TASK/``:
+  ``meta.json``, ``pid.json``, ``child.json``, ``exit.json``, ``settling``,
+  ``settled``): changed or deleted, it comes back. Everything else there
+  (locks, claims, the marker journal, transcripts, outputs) is created,
+  rewritten and removed by the plugin itself, from other processes too,
+  at any moment: a change cannot be told from the plugin's own. An
+  ``exit.json`` forged for a background step still running cannot be told
+  from its supervisor's either: a known limit.
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_dotasks.agent.fileio import atomic_write
 from pytest_dotasks.agent.plugin_writes import is_log_entry, merge_markers, task_ids_in_log
-from pytest_dotasks.agent.snapshot import Looker, Seen
+from pytest_dotasks.agent.snapshot import Looker, Seen, signature
 from pytest_dotasks.run.tasklog import now_iso
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ STATE_CAP = 64 << 10  # ... of a file under .dotasks/
 LOG_CAP = 1 << 62  # the whole task log
 CLAUDE_DIR = ".claude"
 CONFIG_NAMES = ("conftest.py", "pytest.ini", ".pytest.ini")
-STATE_SCRATCH = ("transcripts", "output", "prompts", "guard")  # written by the plugin while agents work
+BACKGROUND = "background"  # .dotasks/background/TASK_ID/: a background step's state
 WRITE_ONCE = ("meta.json", "pid.json", "child.json", "exit.json", "settling", "settled")
 _PRUNE = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox", ".mypy_cache",
           ".pytest_cache", ".ruff_cache", ".dotasks", "site-packages"}
@@ -116,8 +117,8 @@ class Snapshot:
     files: dict[Path, Seen]  # the ini file, conftest.py files, config names that must not appear
     spec: Seen
     log: Seen
-    claude: dict[Path, Seen]  # everything under .claude/, the folder itself included
-    state: dict[Path, Seen]  # .dotasks/ outside the scratch folders
+    claude: dict[str, Seen]  # everything under .claude/, the folder itself included
+    state: dict[str, Seen]  # background steps' folders and write-once files
     taken: str = ""  # when (the task log's timestamp format)
 
 
@@ -184,7 +185,13 @@ class Guard:
             files[self.ini] = look(self.ini, KEEP_CAP)
         return Snapshot(files=files, spec=look(self.spec, KEEP_CAP), log=look(self.log, LOG_CAP),
                         claude=self._looker.tree(self.claude_dir, KEEP_CAP),
-                        state=self._looker.tree(self.state_dir, STATE_CAP, STATE_SCRATCH), taken=now_iso())
+                        state=self._background(), taken=now_iso())
+
+    def _background(self) -> dict[str, Seen]:
+        """The folders of background steps and their write-once files (not their output, not the rest)."""
+        tree = self._looker.tree(self.state_dir / BACKGROUND, STATE_CAP)
+        return {name: seen for name, seen in tree.items()
+                if seen.kind == "dir" or os.path.basename(name) in WRITE_ONCE}
 
     def compare(self, before: Snapshot) -> list[Change]:
         """What changed in the protected set since ``before`` that the plugin did not do itself."""
@@ -201,30 +208,41 @@ class Guard:
                 self._spec_merge(before.spec)[1] or self._looker.look(self.spec, KEEP_CAP).mode != before.spec.mode):
             changes.append(Change(self.spec, _verb(before.spec, self.spec)))
         now_claude = self._looker.tree(self.claude_dir, KEEP_CAP)
-        for path in sorted(set(before.claude) | set(now_claude)):
-            old = before.claude.get(path, Seen(None))
-            if path not in now_claude or not same(old, path, KEEP_CAP):
-                changes.append(Change(path, _verb(old, path)))
-        for path, old in before.state.items():
-            if old.kind == "dir" and os.path.isdir(path):
+        for name in sorted(set(before.claude) | set(now_claude)):
+            old = before.claude.get(name, Seen(None))
+            if name not in now_claude or not same(old, name, KEEP_CAP):
+                changes.append(Change(Path(name), _verb(old, Path(name))))
+        for name, old in before.state.items():
+            try:
+                st = os.lstat(name)
+            except OSError:
+                changes.append(Change(Path(name), "deleted"))
                 continue
-            write_once = path.name in WRITE_ONCE and path.parent.parent.name == "background"
-            if not os.path.lexists(path) or (write_once and not same(old, path, STATE_CAP)):
-                changes.append(Change(path, _verb(old, path)))
+            if old.kind == "dir":
+                if not stat.S_ISDIR(st.st_mode):  # a folder replaced by a link or a file
+                    changes.append(Change(Path(name), "changed"))
+            elif signature(st) != old.sig and not same(old, name, STATE_CAP):
+                changes.append(Change(Path(name), "changed"))
         return changes
 
     def revert(self, before: Snapshot, changes: list[Change]) -> list[Change]:
         """Put each change back; ``changes`` are updated in place (restored, kept, note) and returned."""
-        for change in sorted(changes, key=lambda c: len(c.path.parts), reverse=True):
+        def old_of(c: Change) -> Seen:
+            name = str(c.path)
+            return before.files.get(c.path) or before.claude.get(name) or before.state.get(name) or Seen(None)
+
+        # Folders first, outermost first (what is restored into them must not land in a link's target);
+        # then the rest, innermost first (files leave a created folder before the folder goes).
+        folders = sorted((c for c in changes if old_of(c).kind == "dir"), key=lambda c: len(c.path.parts))
+        rest = sorted((c for c in changes if old_of(c).kind != "dir"), key=lambda c: len(c.path.parts), reverse=True)
+        for change in [*folders, *rest]:
             try:
                 if change.path == self.spec:
                     self._revert_spec(before.spec, change)
                 elif change.path == self.log:
                     self._revert_log(before.log, change, before.taken)
                 else:
-                    old = before.files.get(change.path) or before.claude.get(change.path) or \
-                        before.state.get(change.path) or Seen(None)
-                    self._restore(change.path, old, change)
+                    self._restore(change.path, old_of(change), change)
             except Exception as exc:  # noqa: BLE001 - reported to the model and the log, never raised into the loop
                 change.note = f"could not restore it: {getattr(exc, 'strerror', None) or exc}"
             self._looker.forget(change.path)

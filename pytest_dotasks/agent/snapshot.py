@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_dotasks.agent.fileio import read_regular
@@ -47,17 +46,24 @@ class Seen:
 
 
 class Looker:
-    """Looks at paths, remembering the bytes it read by signature."""
+    """Looks at paths, remembering the bytes it read by signature.
+
+    Paths are plain strings inside (a tree of a few thousand entries is
+    walked before and after every call: ``pathlib`` objects would cost more
+    than the ``lstat`` calls).
+    """
 
     def __init__(self) -> None:
-        self._cache: dict[Path, tuple[Sig, bytes]] = {}
+        self._cache: dict[str, tuple[Sig, bytes]] = {}
 
-    def look(self, path: Path, cap: int) -> Seen:
+    def look(self, path: str | Path, cap: int, st: os.stat_result | None = None) -> Seen:
         """``path`` now, without following a final symlink; bytes only for a regular file up to ``cap``."""
-        try:
-            st = os.lstat(path)
-        except (OSError, ValueError):
-            return Seen(None)
+        path = os.fspath(path)
+        if st is None:
+            try:
+                st = os.lstat(path)
+            except (OSError, ValueError):
+                return Seen(None)
         sig = signature(st)
         if not stat.S_ISREG(st.st_mode) or st.st_size > cap:
             return Seen(sig)
@@ -73,28 +79,38 @@ class Looker:
         self._cache[path] = (sig, data)
         return Seen(sig, data)
 
-    def forget(self, path: Path) -> None:
-        self._cache.pop(path, None)
+    def forget(self, path: str | Path) -> None:
+        self._cache.pop(os.fspath(path), None)
 
-    def tree(self, top: Path, cap: int, skip: Sequence[str] = ()) -> dict[Path, Seen]:
-        """``top`` and everything under it (symlinks not followed), minus ``skip`` folders directly in it."""
-        out: dict[Path, Seen] = {}
+    def tree(self, top: str | Path, cap: int) -> dict[str, Seen]:
+        """``top`` and everything under it (symlinks not followed; temporary files left out)."""
+        top = os.fspath(top)
+        out: dict[str, Seen] = {}
         seen = self.look(top, cap)
         if seen.sig is None:
             return out
         out[top] = seen
-        if seen.kind != "dir":
-            return out
-        for folder, dirs, files in os.walk(top):
-            base = Path(folder)
-            if base == top:
-                dirs[:] = [d for d in dirs if d not in skip]
-            for name in (*dirs, *files):
-                if not name.endswith(TEMPORARY):
-                    out[base / name] = self.look(base / name, cap)
+        folders = [top] if seen.kind == "dir" else []
+        while folders:
+            folder = folders.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except OSError:
+                continue
+            for e in entries:
+                if e.name.endswith(TEMPORARY):
+                    continue
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                out[e.path] = self.look(e.path, cap, st)
+                if stat.S_ISDIR(st.st_mode):
+                    folders.append(e.path)
         return out
 
-    def same(self, before: Seen, path: Path, cap: int) -> bool:
+    def same(self, before: Seen, path: str | Path, cap: int) -> bool:
         """Is ``path`` as ``before`` saw it? Same signature, or same kind, mode and bytes (a mere touch)."""
         try:
             st = os.lstat(path)

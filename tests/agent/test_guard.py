@@ -183,25 +183,29 @@ def test_a_rewritten_log_gets_its_content_back(guard: Guard, root: Path, command
     assert data.startswith(original) and json.loads(data[len(original):])["message"] == "after"
 
 
-def test_dotasks_state_deleted_or_rewritten_comes_back_new_files_stay(guard: Guard, root: Path) -> None:
+def test_background_state_deleted_or_rewritten_comes_back_the_rest_is_the_plugins(guard: Guard, root: Path) -> None:
     task = root / ".dotasks" / "background" / "task_3_abcdef01"
     task.mkdir(parents=True)
     (task / "exit.json").write_text('{"exit_code": 1}')
     (task / "meta.json").write_text('{"step": 3}')
     (task / "output.log").write_text("epoch 1\n")
-    (root / ".dotasks" / "transcripts").mkdir()
-    (root / ".dotasks" / "transcripts" / "t.jsonl").write_text("{}\n")
+    for folder in ("transcripts", "claims", "marks"):
+        (root / ".dotasks" / folder).mkdir()
+        (root / ".dotasks" / folder / "x").write_text("{}\n")
     before = guard.snapshot()
     sh(root, "echo '{\"exit_code\": 0}' > .dotasks/background/task_3_abcdef01/exit.json; "
              "rm .dotasks/background/task_3_abcdef01/meta.json; echo 'epoch 2' >> "
              ".dotasks/background/task_3_abcdef01/output.log; mkdir .dotasks/background/task_4_00000000; "
-             "echo '{}' > .dotasks/background/task_4_00000000/exit.json; rm .dotasks/transcripts/t.jsonl")
+             "echo '{}' > .dotasks/background/task_4_00000000/exit.json; rm .dotasks/transcripts/x .dotasks/claims/x; "
+             "echo changed > .dotasks/marks/x")
     changes = guard.check(before)
     assert {(c.path.name, c.what, c.restored) for c in changes} == {("exit.json", "changed", True),
                                                                      ("meta.json", "deleted", True)}
     assert (task / "exit.json").read_text() == '{"exit_code": 1}' and (task / "meta.json").exists()
-    assert (task / "output.log").read_text() == "epoch 1\nepoch 2\n"  # the plugin appends there
-    assert (root / ".dotasks" / "background" / "task_4_00000000" / "exit.json").exists()  # created: left
+    assert (task / "output.log").read_text() == "epoch 1\nepoch 2\n"  # the supervisor appends there
+    assert (root / ".dotasks" / "background" / "task_4_00000000" / "exit.json").exists()  # a new task: left
+    # claims, the marker journal, transcripts: the plugin removes and rewrites them itself, from any process
+    assert not (root / ".dotasks" / "claims" / "x").exists()
 
 
 def test_rm_rf_dotasks_brings_the_state_back(guard: Guard, root: Path) -> None:
@@ -212,3 +216,29 @@ def test_rm_rf_dotasks_brings_the_state_back(guard: Guard, root: Path) -> None:
     sh(root, "rm -rf .dotasks")
     changes = guard.check(before)
     assert all(c.restored for c in changes) and (task / "exit.json").read_text() == '{"exit_code": 1}'
+
+
+def test_a_state_folder_swapped_for_a_link_is_put_back_without_writing_through_it(
+        guard: Guard, root: Path, tmp_path: Path) -> None:
+    task = root / ".dotasks" / "background" / "task_3_abcdef01"
+    task.mkdir(parents=True)
+    (task / "exit.json").write_text('{"exit_code": 1}')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = guard.snapshot()
+    sh(root, f"rm -rf {task} && ln -s {elsewhere} {task}")
+    changes = guard.check(before)
+    assert all(c.restored for c in changes), changes
+    assert task.is_dir() and not task.is_symlink() and (task / "exit.json").read_text() == '{"exit_code": 1}'
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_snapshot_stays_cheap_where_it_matters(guard: Guard, root: Path) -> None:
+    big = root / "data"
+    big.mkdir()
+    for i in range(300):
+        (big / f"{i}.txt").write_text("x")
+    before = guard.snapshot()
+    # the tree outside the protected set is never walked: of data/, only where a conftest.py would go
+    looked = [str(p) for p in (*before.files, *before.claude, *before.state) if "/data/" in str(p)]
+    assert looked == [str(guard.root / "data" / "conftest.py")]
