@@ -84,6 +84,19 @@ def _log_start(ctx: StepContext, plan: AgentPlan, transcript: Transcript) -> Non
                      tool_names=list(plan.grants.names), **info)
 
 
+def _guarded(guard: Guard, ctx: StepContext, agent: str, workspace: Workspace, name: str,
+             args: dict[str, Any]) -> ToolResult:
+    """The tool call, bracketed by the guard: what it did to protected files is put back, and said."""
+    before = guard.snapshot()
+    result = workspace.call(name, args)
+    changes = guard.check(before)
+    if not changes:
+        return result
+    ctx.log_event("main", "agent_guard", f"{agent}: {name} changed protected files; put back", agent=agent,
+                  tool=name, changes=[dataclasses.asdict(c) for c in changes])
+    return ToolResult(f"{result.content}\n\n{describe(changes, ctx.root)}", is_error=True)
+
+
 def _find_subagent(plan: AgentPlan, kind: str) -> defs.AgentDef | None:
     """The agent ``Task`` names: by frontmatter name, then by file stem."""
     return next((a for a in plan.subagents if a.name == kind), None) or next(
@@ -280,13 +293,7 @@ class AnthropicSession:
         if name == "Task" and depth == 0 and workspace.grants.allows("Task"):
             result = self._task(client, args, model)
         elif name in ("Bash", "Write", "Edit"):  # what can write; Task's own calls are guarded one by one
-            before = self.guard.snapshot()
-            result = workspace.call(name, args)
-            changes = self.guard.check(before)
-            if changes:
-                self.ctx.log_event("main", "agent_guard", f"{agent}: {name_shown} changed protected files; put back",
-                                   agent=agent, tool=name_shown, changes=[dataclasses.asdict(c) for c in changes])
-                result = ToolResult(f"{result.content}\n\n{describe(changes, self.ctx.root)}", is_error=True)
+            result = _guarded(self.guard, self.ctx, agent, workspace, name, args)
         else:
             result = workspace.call(name, args)
         content = self.ctx.log.scrub(result.content)  # the model never sees a key a command printed
