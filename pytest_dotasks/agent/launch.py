@@ -14,9 +14,9 @@ prompts, with no session opened and nothing called.
 from __future__ import annotations
 
 from pytest_dotasks.agent import definitions as defs
-from pytest_dotasks.agent.session import AgentSession, plan_for
+from pytest_dotasks.agent.session import plan_for
 from pytest_dotasks.errors import BodyFailed
-from pytest_dotasks.run.context import StepContext
+from pytest_dotasks.run.context import AgentSession, StepContext
 
 
 def open_session(ctx: StepContext) -> AgentSession:

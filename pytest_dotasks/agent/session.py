@@ -1,8 +1,8 @@
 """The session interface, and what every agent backend shares.
 
 A backend is one class with ``run(feedback) -> BodyResult`` and ``close()``
-(``AgentSession``); ``launch.open_session(ctx)`` picks it from
-``--agent-backend``:
+(``run.context.AgentSession``, the interface a step calls);
+``launch.open_session(ctx)`` picks it from ``--agent-backend``:
 
 - ``anthropic`` (default): our own tool-use loop over the Anthropic Messages API
   with the Bash/Read/Write/Edit/Task tools of ``tools.py`` and ``workspace.py``,
@@ -26,24 +26,15 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pytest_dotasks.agent import definitions as defs
 from pytest_dotasks.agent import guard
 from pytest_dotasks.agent import prompt as prompts
 from pytest_dotasks.agent.pricing import model_family
 from pytest_dotasks.agent.tools import Grants, grants
-from pytest_dotasks.run.context import BodyResult, StepContext, step_env
+from pytest_dotasks.run.context import StepContext, step_env
 from pytest_dotasks.run.tasklog import now_iso
-
-
-class AgentSession(Protocol):
-    """One agent conversation for one step: ``run`` once, then once per retry with the failure text."""
-
-    def run(self, feedback: str | None = None) -> BodyResult: ...
-
-    def close(self) -> None: ...
-
 
 # ------------------------------------------------------------ what to run
 
