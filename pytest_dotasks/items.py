@@ -166,6 +166,7 @@ class StepItem(pytest.Item):
             run_checks=hook.pytest_dotasks_run_checks, extra_checks=extra_checks,
             open_agent=lambda ctx: hook.pytest_dotasks_agent_session(ctx=ctx),
             describe_agent=describe_agent, verbose=config.get_verbosity() > 0,
+            live_stdout=config.getoption("capture", "fd") == "no",
         )
 
     def _skip_if_done_or_blocked(self, run: DotasksRun) -> None:

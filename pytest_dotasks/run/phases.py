@@ -7,6 +7,7 @@ relevant output; the pytest item turns it into a setup error or a failure.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from pytest_dotasks.plan.model import Step
 from pytest_dotasks.run import builtin_checks as bc
 from pytest_dotasks.run.checks import ADVISORY, Check, CheckResult
 from pytest_dotasks.run.context import AgentSession, BodyResult, StepContext, step_env
-from pytest_dotasks.run.process import run_shell, tail
+from pytest_dotasks.run.process import CAPTURED_CAP, LiveLines, Tail, captured_text, run_shell, tail
 
 
 class PlanView(Protocol):
@@ -46,6 +47,7 @@ class StepHooks:
     open_agent: Callable[[StepContext], AgentSession]
     describe_agent: Callable[[StepContext], str]
     verbose: bool = False
+    live_stdout: bool = False  # pytest does not capture (-s): a command's output goes straight through
 
 
 def _unique(checks: list[Check]) -> list[Check]:
@@ -251,15 +253,26 @@ class StepRunner:
             self.ctx.log_event("main", "output_file", f"output not kept in a file: cannot create {out_dir}: "
                                f"{exc.strerror}")
             out_file = None
-        verbose = self.hooks.verbose
+        live = LiveLines(self.ctx.emit) if self.hooks.verbose else None
+        shown = Tail(CAPTURED_CAP)
 
-        def on_line(line: str) -> None:
-            print(line)  # captured by pytest; shown on failure, live with -s
-            if verbose:
-                self.ctx.emit(f"  → {line}")
+        def on_output(text: str) -> None:
+            if self.hooks.live_stdout:
+                sys.stdout.write(text)  # -s: straight to the terminal, as it comes
+                sys.stdout.flush()
+            else:
+                shown.add(text.encode("utf-8"))
+            if live is not None:
+                live.add(text)
 
-        res = run_shell(cmd, self.ctx.root, timeout=self.cfg.timeout, env=step_env(self.ctx),
-                        on_line=on_line, tee=out_file, redact=self.ctx.log.scrub)
+        try:
+            res = run_shell(cmd, self.ctx.root, timeout=self.cfg.timeout, env=step_env(self.ctx),
+                            on_output=on_output, tee=out_file, redact=self.ctx.log.scrub)
+        finally:
+            if live is not None:
+                live.close(out_file)
+            if not self.hooks.live_stdout:
+                print(captured_text(shown, out_file), end="")  # pytest's captured output: a bounded tail
         self.ctx.log_event("main", "command_end", f"exit {res.returncode}", command=cmd,
                            exit_code=res.returncode, seconds=round(res.seconds, 3), timed_out=res.timed_out,
                            output_tail=tail(res.output, 10), output_file=str(out_file or ""))

@@ -63,6 +63,58 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
+READ_SIZE = 64 * 1024  # one read of the pipe
+LINE_MAX = 1024 * 1024  # a "line" longer than this is passed on in pieces
+_KEEP = 4096  # bytes held back at such a cut, so a secret spanning it is still found whole
+
+
+class Tail:
+    """The last ``cap`` bytes of a stream, cut to whole lines; counts what it dropped."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.buf = bytearray()
+        self.dropped = 0  # bytes no longer held
+
+    def add(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) > 2 * self.cap:  # trim now and then, not on every add
+            self._trim()
+
+    def _trim(self) -> None:
+        extra = len(self.buf) - self.cap
+        if extra > 0:
+            del self.buf[:extra]
+            self.dropped += extra
+
+    @property
+    def truncated(self) -> bool:
+        self._trim()
+        return self.dropped > 0
+
+    def text(self) -> str:
+        self._trim()
+        data = bytes(self.buf)
+        if self.dropped:
+            # The first line was cut: start at the next whole line (if the tail holds one).
+            nl = data.find(b"\n")
+            if 0 <= nl < len(data) - 1:
+                data = data[nl + 1:]
+        return data.decode("utf-8", "replace")
+
+
+def _cut(data: bytearray) -> int:
+    """Where to pass on buffered output: after its last newline; in a run-away line, near
+    the end (minus ``_KEEP``) on a UTF-8 character boundary; 0 to wait for more."""
+    cut = data.rfind(b"\n") + 1
+    if cut or len(data) < LINE_MAX:
+        return cut
+    cut = len(data) - _KEEP
+    while cut > 0 and (data[cut] & 0xC0) == 0x80:  # never inside a multi-byte character
+        cut -= 1
+    return cut
+
+
 def run_shell(
     command: str,
     cwd: Path,
@@ -72,12 +124,16 @@ def run_shell(
     tee: Path | None = None,
     cap: int = OUTPUT_CAP,
     redact: Callable[[str], str] | None = None,
+    on_output: Callable[[str], None] | None = None,
 ) -> ProcessResult:
     """Run ``command`` with ``/bin/sh -c``; merged output, tail kept in memory.
 
-    ``on_line`` sees each output line as it comes (live display); ``tee``
-    receives the whole output. ``redact`` rewrites every line first (secrets
-    out), so no copy of the output ever holds what it removes.
+    The output is read in blocks of whole lines (64 KiB reads), not line by
+    line: 20 MB of output costs a few hundred reads, not a callback per line.
+    ``redact`` rewrites each block first (secrets out), so no copy of the
+    output ever holds what it removes; ``tee`` receives the whole (redacted)
+    output; ``on_output`` sees each block of complete lines as it comes (live
+    display), ``on_line`` each line of it.
     """
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -92,29 +148,46 @@ def run_shell(
     )
     with _live_lock:
         _live[proc.pid] = threading.current_thread().name
-    chunks: list[bytes] = []
-    size = 0
-    truncated = False
+    kept = Tail(cap)
+    decode = redact is not None or on_output is not None or on_line is not None
     # ``tee`` is closed on leaving the block: after the finally below has joined the reader.
     with contextlib.ExitStack() as stack:
-        tee_fh = stack.enter_context(open(tee, "ab")) if tee is not None else None
+        tee_fh = stack.enter_context(open(tee, "ab", buffering=0)) if tee is not None else None
+
+        def block(raw: bytes) -> None:
+            text = ""
+            if decode:
+                text = raw.decode("utf-8", "replace")
+                if redact is not None:
+                    text = redact(text)
+                raw = text.encode("utf-8")
+            if tee_fh is not None:
+                tee_fh.write(raw)
+            kept.add(raw)
+            if on_output is not None:
+                on_output(text)
+            if on_line is not None:
+                lines = text.split("\n")
+                if lines[-1] == "":
+                    lines.pop()
+                for line in lines:
+                    on_line(line.rstrip("\r"))
 
         def pump() -> None:
-            nonlocal size, truncated
             assert proc.stdout is not None
-            for raw in iter(proc.stdout.readline, b""):
-                if redact is not None:
-                    raw = redact(raw.decode("utf-8", "replace")).encode("utf-8")
-                if tee_fh is not None:
-                    tee_fh.write(raw)
-                    tee_fh.flush()
-                chunks.append(raw)
-                size += len(raw)
-                while size > cap and len(chunks) > 1:
-                    size -= len(chunks.pop(0))
-                    truncated = True
-                if on_line is not None:
-                    on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            fd = proc.stdout.fileno()
+            pending = bytearray()
+            while True:
+                data = os.read(fd, READ_SIZE)
+                if not data:
+                    break
+                pending += data
+                cut = _cut(pending)
+                if cut:
+                    block(bytes(pending[:cut]))
+                    del pending[:cut]
+            if pending:
+                block(bytes(pending))
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
@@ -137,17 +210,79 @@ def run_shell(
             with _live_lock:
                 _live.pop(proc.pid, None)
             reader.join(timeout=5)
-    text = b"".join(chunks).decode("utf-8", "replace")
-    if truncated and len(text.encode()) > cap:
-        text = text[-cap:]
+            if not reader.is_alive() and proc.stdout is not None:
+                proc.stdout.close()
     return ProcessResult(
         command=command,
         returncode=None if timed_out else proc.returncode,
-        output=text,
+        output=kept.text(),
         seconds=time.monotonic() - start,
         timed_out=timed_out,
-        truncated=truncated,
+        truncated=kept.truncated,
     )
+
+
+CAPTURED_CAP = 64 * 1024  # bytes of a command's output handed to pytest's capture (the tail)
+
+
+def captured_text(kept: Tail, whole: Path | None) -> str:
+    """What pytest captures of a command: its last lines, saying where the rest is."""
+    text = kept.text()
+    if text and not text.endswith("\n"):
+        text += "\n"
+    if not kept.truncated:
+        return text
+    where = f"; the whole output is in {whole}" if whole is not None else ""
+    return (f"[pytest-dotasks: {kept.dropped:,} bytes of earlier output not shown here, only the last "
+            f"{len(text.encode()):,}{where}]\n{text}")
+
+
+class LiveLines:
+    """A command's lines for the live display (``-v``), throttled.
+
+    At most ``burst`` lines every ``every`` seconds reach ``emit``; lines that
+    arrive faster are counted and replaced by one line saying how many were
+    not shown. A few lines a second (a training log) all get through; 20 MB
+    of output costs a few dozen terminal writes, not a quarter million.
+    """
+
+    def __init__(self, emit: Callable[[str], None], every: float = 0.5, burst: int = 20,
+                 prefix: str = "  → ") -> None:
+        self.emit = emit
+        self.every = every
+        self.burst = burst
+        self.prefix = prefix
+        self.pending: list[str] = []
+        self.skipped = 0
+        self.next = 0.0
+        self.lock = threading.Lock()
+
+    def add(self, text: str) -> None:
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        with self.lock:
+            self.pending.extend(lines)
+            if len(self.pending) > self.burst:
+                self.skipped += len(self.pending) - self.burst
+                del self.pending[:-self.burst]
+            now = time.monotonic()
+            if now >= self.next:
+                self.next = now + self.every
+                self._flush("")
+
+    def _flush(self, where: str) -> None:
+        if self.skipped:
+            self.emit(f"{self.prefix}... {self.skipped:,} lines not shown{where}")
+            self.skipped = 0
+        for line in self.pending:
+            self.emit(self.prefix + line.rstrip("\r"))
+        self.pending.clear()
+
+    def close(self, whole: Path | None = None) -> None:
+        """Show what is left (the command ended)."""
+        with self.lock:
+            self._flush(f" (the whole output is in {whole})" if whole is not None else "")
 
 
 def tail(text: str, lines: int = 20) -> str:
