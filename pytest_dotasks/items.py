@@ -173,14 +173,12 @@ class StepItem(pytest.Item):
         from pytest_dotasks.plan.marking import read_marker
 
         marker = read_marker(self.spec_path, self.step.number) or self.step.marker
-        if marker.status == STATUS_RUNNING and self.cfg.background:
-            from pytest_dotasks.run.background import RUNNING, find, status
-
-            task = find(self.spec_path, marker.task_id)
-            if task is not None and status(task)[0] == RUNNING:
-                # Never start a second copy of a training run that is still going.
-                pytest.skip(f"STEP {self.step.number} is still running in the background "
-                            f"(pid {task.pid}) [task_id: {marker.task_id}]")
+        if marker.status == STATUS_RUNNING:
+            # Never start a second copy of a training run that is still going (even if its state was lost).
+            reason = run.background.still_running(self.spec_path, self.step.number, marker.task_id)
+            if reason:
+                pytest.skip(reason)
+            marker = read_marker(self.spec_path, self.step.number) or marker
         if marker.status == STATUS_DONE and not run.settings.redo:
             tid = f" [task_id: {marker.task_id}]" if marker.task_id else ""
             run.outcomes[(self.spec_path, self.step.number)] = "skipped"

@@ -15,7 +15,10 @@ hang guards; nothing here asserts a duration.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -61,6 +64,183 @@ def run(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedPro
 
 def no_traceback(text: str) -> None:
     assert "Traceback" not in text and "INTERNALERROR" not in text, text
+
+
+# --------------------------------------------------------------------------- 7. background state deleted
+
+
+def _kill_copies(root: Path) -> None:
+    """Stop every copy a test started: each body's group and its supervisor (the body's parent)."""
+    for pid in (int(x) for x in (root / "copies.txt").read_text().split() if x.strip()):
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            ppid = 0
+        for kill, target in ((os.killpg, pid), (os.kill, ppid)):
+            try:
+                if target > 1:
+                    kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+TRAIN = """\
+- [ ] **STEP 1**: Train
+  - run: echo $$ >> copies.txt; sleep 60
+  - background: yes
+"""
+
+
+def test_deleted_state_of_a_running_step_never_starts_a_second_copy(pytester: pytest.Pytester) -> None:
+    spec = pytester.path / "SPEC.md"
+    spec.write_text(TRAIN)
+    try:
+        assert run(pytester.path, "--spec", "SPEC.md").returncode == 0
+        assert wait_for(lambda: (pytester.path / "copies.txt").exists())
+        marked = header(spec.read_text(), 1)
+        shutil.rmtree(pytester.path / ".dotasks")  # what `git clean -X` does
+        res = run(pytester.path, "--spec", "SPEC.md", "-rs")
+        assert res.returncode == 0, res.stdout
+        time.sleep(0.5)  # a second copy, if started, has written its line
+        assert len((pytester.path / "copies.txt").read_text().split()) == 1, "a second copy was started"
+        assert re.search(r"STEP 1 is still running in the background \(pid \d+\); its state under "
+                         r"\.dotasks/ was lost", res.stdout), res.stdout
+        assert header(spec.read_text(), 1) == marked
+    finally:
+        _kill_copies(pytester.path)
+
+
+def test_killed_supervisor_and_deleted_state_stop_the_orphan_and_mark_failed(pytester: pytest.Pytester) -> None:
+    """Before: the marker stayed ``⏳ Running`` forever and the orphaned body ran on, unwatched."""
+    spec = pytester.path / "SPEC.md"
+    spec.write_text(TRAIN)
+    try:
+        assert run(pytester.path, "--spec", "SPEC.md").returncode == 0
+        assert wait_for(lambda: (pytester.path / "copies.txt").exists())
+        state = next((pytester.path / ".dotasks" / "background").iterdir())
+        task_id = state.name
+        supervisor = json.loads((state / "pid.json").read_text())["pid"]
+        body = int((pytester.path / "copies.txt").read_text().split()[0])
+        os.kill(supervisor, signal.SIGKILL)
+        shutil.rmtree(pytester.path / ".dotasks")
+        assert alive(body)
+        res = run(pytester.path, "--spec", "SPEC.md", "-k", "no_such_step")  # any later run sees it
+        no_traceback(res.stdout + res.stderr)
+        line = header(spec.read_text(), 1)
+        assert f"✗ Failed [task_id: {task_id}]" in line and line.endswith("(state lost)"), line
+        assert wait_for(lambda: not alive(body), 10), "the orphaned body still runs"
+        assert "was deleted" in res.stdout and f"pid {body}" in res.stdout, res.stdout
+        lost = [e for e in log_entries(pytester.path / ".task_execution.log") if e.get("event") == "state_lost"]
+        assert len(lost) == 1 and lost[0]["task_id"] == task_id and body in lost[0]["orphans"]
+        # Nothing is left running: the next run executes the step normally.
+        spec.write_text(spec.read_text().replace("sleep 60", "true"))
+        again = run(pytester.path, "--spec", "SPEC.md")
+        assert again.returncode == 0, again.stdout
+        assert task_id not in header(spec.read_text(), 1) and "Failed" not in header(spec.read_text(), 1)
+    finally:
+        _kill_copies(pytester.path)
+
+
+def test_running_marker_without_state_or_process_is_failed_state_lost(pytester: pytest.Pytester) -> None:
+    """A plan cloned elsewhere, or .dotasks cleaned after its body ended: nothing to wait for."""
+    spec = pytester.path / "SPEC.md"
+    spec.write_text("- [ ] **STEP 1**: Train ⏳ Running [task_id: task_1_0badc0de] [2026-01-01T00:00:00]\n"
+                    "  - run: true\n  - background: yes\n")
+    res = run(pytester.path, "--spec", "SPEC.md", "--no-mark", "-v")
+    assert res.returncode == 0, res.stdout
+    assert "STEP 1: its background state" in res.stdout and "no process of it is running" in res.stdout
+    assert "task_1_0badc0de" in header(spec.read_text(), 1)  # --no-mark: untouched
+    res = run(pytester.path, "--spec", "SPEC.md", "-k", "no_such_step")
+    line = header(spec.read_text(), 1)
+    assert "✗ Failed [task_id: task_1_0badc0de]" in line and line.endswith("(state lost)"), line
+
+
+def test_state_deleted_while_a_dependent_waits_keeps_the_real_verdict(pytester: pytest.Pytester) -> None:
+    """The supervisor writes its state back when the body ends: the dependent gets the real result.
+
+    Before: the waiting dependent found no state (blocked as failed) and the body's
+    success was recorded as "process vanished".
+    """
+    spec = pytester.path / "SPEC.md"
+    spec.write_text("""\
+- [ ] **STEP 1**: Train
+  - run: test -f go || sleep 60; echo weights > model.bin
+  - background: yes
+  - outputs: model.bin
+- [ ] **STEP 2**: Clean the folder mid-run
+  - needs: none
+  - run: rm -rf .dotasks && touch go
+- [ ] **STEP 3**: Evaluate
+  - needs: 1
+  - run: cat model.bin > eval.txt
+""")
+    res = run(pytester.path, "--spec", "SPEC.md", "-rs")
+    assert res.returncode == 0, res.stdout
+    text = spec.read_text()
+    assert "✓ [task_id: task_1_" in header(text, 1), header(text, 1)
+    assert "✓ [task_id: task_3_" in header(text, 3), res.stdout
+    assert (pytester.path / "eval.txt").read_text() == "weights\n"
+
+
+# --------------------------------------------------------------------------- 9. monitor hazards
+
+
+def test_a_named_pipe_as_monitor_file_does_not_hang(pytester: pytest.Pytester) -> None:
+    """Before: the monitor's open() of the FIFO blocked forever, and pytest with it."""
+    os.mkfifo(pytester.path / "loss.fifo")
+    (pytester.path / "SPEC.md").write_text("""\
+- [ ] **STEP 1**: Train
+  - run: sleep 1
+  - background: yes
+  - monitor: loss.fifo every 0.1s
+- [ ] **STEP 2**: After
+  - run: true
+""")
+    try:
+        res = run(pytester.path, "--spec", "SPEC.md", timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("pytest hung on a named pipe as monitor file")
+    assert res.returncode == 0, res.stdout
+    assert "loss.fifo is a named pipe, not a regular file" in res.stdout, res.stdout
+    entries = log_entries(pytester.path / ".task_execution.log")
+    assert [e["event"] for e in entries if e.get("event") == "monitor_refused"] == ["monitor_refused"]
+
+
+def _maxrss_kib(root: Path, *args: str) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Run pytest in a fresh interpreter that reports its child's peak resident size (KiB)."""
+    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "sys.stdout.write(r.stdout); print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    res = subprocess.run([sys.executable, "-c", wrapper, *PYTEST, *args], cwd=root, capture_output=True,
+                         text=True, timeout=180, check=False)
+    found = re.search(r"^MAXRSS (\d+)$", res.stdout, re.MULTILINE)
+    assert found, res.stdout[-2000:] + res.stderr[-2000:]
+    return int(found.group(1)), res
+
+
+def test_a_huge_existing_monitor_file_is_neither_read_whole_nor_replayed(pytester: pytest.Pytester) -> None:
+    """60 MB of an earlier run's log (ending in an old 'nan' alert) before the step starts.
+
+    Before: the whole file was read at the first look (hundreds of MB resident)
+    and its last old lines were logged and alerted as this run's.
+    """
+    old = b"old run: step 123 loss 0.4567 lr 3e-4 and some more text to fill the line\n" * 800_000
+    (pytester.path / "train.log").write_bytes(old + b"old run: loss nan\n" * 5)
+    (pytester.path / "SPEC.md").write_text("""\
+- [ ] **STEP 1**: Train
+  - run: echo "fresh 1" >> train.log; sleep 0.5; echo "fresh 2" >> train.log
+  - background: yes
+  - monitor: train.log every 0.1s
+  - alert: nan
+- [ ] **STEP 2**: After
+  - run: true
+""")
+    rss, res = _maxrss_kib(pytester.path, "--spec", "SPEC.md")
+    assert "2 passed" in res.stdout, res.stdout[-3000:]
+    assert "ALERT" not in res.stdout, "an old alert was replayed"
+    entries = log_entries(pytester.path / ".task_execution.log")
+    assert [e["message"] for e in entries if e.get("event") == "monitor"] == ["fresh 1", "fresh 2"]
+    assert not [e for e in entries if e.get("event") == "alert"]
+    assert rss < 120 * 1024, f"peak resident size {rss // 1024} MB with a 60 MB monitor file"
 
 
 # --------------------------------------------------------------------------- 10. output

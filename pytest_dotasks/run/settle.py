@@ -17,14 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pytest_dotasks.errors import MarkError
+from pytest_dotasks.errors import DotasksError, MarkError
 from pytest_dotasks.plan.fields import StepConfig
 from pytest_dotasks.plan.marking import mark, read_marker
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Step
+from pytest_dotasks.plan.specmd import parse_file
 from pytest_dotasks.run import background as bg
 from pytest_dotasks.run import builtin_checks as bc
 from pytest_dotasks.run.checks import run_checks
 from pytest_dotasks.run.context import dotasks_env
+from pytest_dotasks.run.monitor import Monitor
 from pytest_dotasks.run.phases import hook_checks
 from pytest_dotasks.run.tasklog import TaskLog, now_iso
 from pytest_dotasks.settings import Settings
@@ -54,12 +56,12 @@ class RunPorts:
 class BackgroundSteps:
     def __init__(self, ports: RunPorts) -> None:
         self.ports = ports
-        self.monitor: bg.Monitor | None = None
+        self.monitor: Monitor | None = None
         self.finished: list[Finished] = []
 
-    def _monitor(self) -> bg.Monitor:
+    def _monitor(self) -> Monitor:
         if self.monitor is None:
-            self.monitor = bg.Monitor(self._lines, self._ended)
+            self.monitor = Monitor(self._lines, self._ended, on_warning=self._refused)
         return self.monitor
 
     def start(self, step: Step, cfg: StepConfig, task_id: str, env: dict[str, str]) -> bg.BgTask:
@@ -77,6 +79,12 @@ class BackgroundSteps:
         if self.monitor is not None:
             self.monitor.stop()
             self.monitor.poll_once()
+
+    def _refused(self, task: bg.BgTask, why: str) -> None:
+        message = f"monitor: {why}; it is not tailed (a monitor: file must be a regular file)"
+        self.ports.log_for(task.spec).event(task.task_id, message, step=task.step, phase="background",
+                                            event="monitor_refused", file=task.monitor)
+        self.ports.emit(f"⚠ STEP {task.step} [{task.task_id}]: {message}", force=True)
 
     def _lines(self, task: bg.BgTask, lines: list[str]) -> None:
         log = self.ports.log_for(task.spec)
@@ -163,7 +171,8 @@ class BackgroundSteps:
                                       for r in failed)
 
     def reconcile(self, specs: list[Path]) -> None:
-        """Settle background steps of earlier runs that ended (or vanished) since."""
+        """Settle background steps of earlier runs that ended (or vanished) since, and those
+        marked ``⏳ Running`` whose state under ``.dotasks/`` is gone (``lost``)."""
         for spec in specs:
             for task in bg.tasks_for(spec):
                 if bg.claimed(task):
@@ -173,12 +182,77 @@ class BackgroundSteps:
                     self._monitor().watch(task)
                 else:
                     self.settle(task, state, code)
+            for number, task_id in _running_markers(spec):
+                if bg.find(spec, task_id) is None:
+                    self.lost(spec, number, task_id)
+
+    def still_running(self, spec: Path, number: int, task_id: str | None) -> str | None:
+        """Why STEP ``number``, marked ``⏳ Running``, must not start again; None if it may.
+
+        With its state: running while its supervisor lives. Without (``.dotasks`` was
+        deleted): running while a process carrying its task id lives (``lost``).
+        """
+        task = bg.find(spec, task_id)
+        if task is not None:
+            if bg.status(task)[0] == bg.RUNNING:
+                return f"STEP {number} is still running in the background (pid {task.pid}) [task_id: {task_id}]"
+            return None
+        alive = self.lost(spec, number, task_id) if task_id else None
+        if alive is not None:
+            return (f"STEP {number} is still running in the background (pid {alive.pid}); its state under "
+                    f".dotasks/ was lost [task_id: {task_id}]")
+        return None
+
+    def lost(self, spec: Path, number: int, task_id: str) -> bg.Carrier | None:
+        """A background execution whose state folder is gone: its live supervisor, if any.
+
+        Found by the task id its processes carry. If its supervisor lives, it is
+        still running (and writes its state back when it ends). If not, the step
+        is settled once as ``✗ Failed (state lost)``; an orphaned body (its
+        supervisor was killed) is stopped first: nobody would ever record its end.
+        """
+        found = bg.carriers(task_id)
+        for c in found:
+            if c.supervisor:
+                return c
+        if bg.find(spec, task_id) is not None:
+            return None  # its supervisor ended just now and wrote its state back: settled as usual
+        shell = bg.BgTask(task_id=task_id, step=number, spec=spec, state=bg.background_root(spec) / task_id,
+                          command="", pid=0, starttime=None)
+        settings = self.ports.settings
+        marking = not (settings.no_mark or settings.dry_run)  # else nothing is recorded: a later run looks again
+        if marking and not bg.claim(shell):
+            deadline = time.monotonic() + 10  # another process settles it: its marker first, then we go on
+            while not bg.settled(shell) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return None
+        try:
+            done = _settle_lost(self.ports, shell, found)
+            if done is not None:
+                self.finished.append(done)
+        finally:
+            if marking:
+                bg.mark_settled(shell)
+        return None
 
     def wait(self, spec: Path, dep: int, task_id: str | None, limit: float | None) -> str:
         """Block until STEP ``dep``'s background body ends; returns its final status."""
+        started = time.monotonic()
         task = bg.find(spec, task_id)
-        if task is None:
-            return STATUS_FAILED
+        while task is None:  # its state is gone: wait while a process carrying its task id runs
+            alive = self.lost(spec, dep, task_id) if task_id else None
+            if alive is None:
+                task = bg.find(spec, task_id)  # written back by its supervisor as it ended?
+                if task is None:
+                    marker = read_marker(spec, dep)
+                    return marker.status if marker is not None else STATUS_FAILED
+                break
+            if limit is not None and time.monotonic() - started > limit:
+                return STATUS_RUNNING
+            self.ports.emit(f"[WAIT] STEP {dep} is still running in the background (pid {alive.pid}), its state "
+                            "lost; waiting...")
+            time.sleep(1.0)
+            task = bg.find(spec, task_id)
         start = time.monotonic()
         announced = False
         while True:
@@ -198,6 +272,51 @@ class BackgroundSteps:
                 self.ports.emit(f"[WAIT] STEP {dep} is still running in the background (pid {task.pid}); waiting...")
                 announced = True
             time.sleep(0.2)
+
+
+def _settle_lost(ports: RunPorts, task: bg.BgTask, orphans: list[bg.Carrier]) -> Finished | None:
+    """Mark a background step whose state was lost ``✗ Failed (state lost)``, stopping its orphans."""
+    marker = read_marker(task.spec, task.step)
+    if marker is None or marker.task_id != task.task_id or marker.status != STATUS_RUNNING:
+        return None
+    settings = ports.settings
+    pids = ", ".join(str(c.pid) for c in orphans)
+    if not orphans:
+        what = "no process of it is running"
+    elif settings.dry_run:
+        what = f"its body (pid {pids}) runs unsupervised (a dry run leaves it)"
+    else:
+        bg.kill_carriers(orphans)
+        what = f"its supervisor is gone and its body (pid {pids}) ran unsupervised: stopped it"
+    verdict = ("marked failed (state lost); it runs afresh when next selected"
+               if not (settings.no_mark or settings.dry_run) else "not marked (--no-mark / --dry-run)")
+    message = (f"STEP {task.step}: its background state {task.state} was deleted (rm -rf .dotasks? "
+               f"git clean -X?) and {what}; {verdict}")
+    log = ports.log_for(task.spec)
+    try:
+        if not (settings.no_mark or settings.dry_run):
+            mark(task.spec, task.step, STATUS_FAILED, task.task_id, now_iso(), "(state lost)")
+    except MarkError as exc:
+        log.event(task.task_id, exc.one_line(), step=task.step, phase="mark", event="mark_failed")
+    log.event(task.task_id, message, step=task.step, phase="background", event="state_lost", ok=False,
+              orphans=[c.pid for c in orphans])
+    step = ports.plan_step(task.spec, task.step)[0]
+    if step is not None:
+        ports.step_finished(step, task.task_id, False, {"state": "lost"})
+    ports.emit(f"[BACKGROUND] ✗ {message} [{task.task_id}]", force=True)
+    return Finished(task, False, message)
+
+
+def _running_markers(spec: Path) -> list[tuple[int, str]]:
+    """(step, task id) of each step marked ``⏳ Running`` in the plan file now."""
+    try:
+        if "⏳".encode() not in spec.read_bytes():
+            return []  # the common case, without parsing
+        parsed = parse_file(spec)
+    except (OSError, DotasksError):
+        return []
+    return [(st.number, st.marker.task_id) for st in parsed.steps
+            if st.marker.status == STATUS_RUNNING and st.marker.task_id]
 
 
 def _note(task: bg.BgTask, state: str, code: int | None) -> str:

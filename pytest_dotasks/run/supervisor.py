@@ -24,6 +24,26 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _restore(state: Path, meta: dict) -> None:
+    """Put back what a later run needs to settle this task if its folder was deleted while the
+    body ran (``rm -rf .dotasks``, ``git clean -X``): without it the result would be lost."""
+    if (state / "meta.json").exists():
+        return
+    from pytest_dotasks.run.background import proc_start
+
+    state.mkdir(parents=True, exist_ok=True)
+    _write_json(state / "meta.json", {**meta, "state_lost": True})
+    _write_json(state / "pid.json", {"pid": os.getpid(), "starttime": proc_start(os.getpid())})
+
+
+def _finish(state: Path, meta: dict, result: dict) -> None:
+    try:
+        _restore(state, meta)
+    except OSError:
+        pass
+    _write_json(state / "exit.json", {**result, "finished": time.time()})
+
+
 def supervise(state: Path) -> int:
     meta = json.loads((state / "meta.json").read_text())
     with open(state / "output.log", "ab") as out:
@@ -50,10 +70,9 @@ def supervise(state: Path) -> int:
             except subprocess.TimeoutExpired:
                 forward(signal.SIGKILL, None)
                 proc.wait()
-            _write_json(state / "exit.json", {"exit_code": 124, "timed_out": True, "timeout": limit,
-                                              "finished": time.time()})
+            _finish(state, meta, {"exit_code": 124, "timed_out": True, "timeout": limit})
             return 124
-    _write_json(state / "exit.json", {"exit_code": code, "finished": time.time()})
+    _finish(state, meta, {"exit_code": code})
     return code
 
 

@@ -162,7 +162,7 @@ def test_xdist_chains_32_steps_on_4_workers(pytester: pytest.Pytester) -> None:
     text = spec.read_text()
     for n in range(1, 33):
         assert len(re.findall(r"[✓✗⏳]", header(text, n))) == 1
-        assert "✓ [task_id: task_%d_" % n in header(text, n)
+        assert f"✓ [task_id: task_{n}_" in header(text, n)
     for c in range(4):
         order = (pytester.path / f"order-{c}.txt").read_text().split()
         assert order == [str(c * 8 + k + 1) for k in range(8)]
