@@ -7,10 +7,12 @@ the fix, raised while the plan is parsed, before anything runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 from pytest_dotasks.errors import SpecError
 from pytest_dotasks.plan.durations import parse_duration
+from pytest_dotasks.plan.header import MAX_STEP_DIGITS
 from pytest_dotasks.plan.model import KINDS, Field, Spec, Step, split_list
 
 ADVISORY = "(advisory)"
@@ -23,6 +25,14 @@ _NAME = re.compile(r"^[A-Za-z_]\w*$")
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _YES = {"yes", "true", "on", "1"}
 _NO = {"no", "false", "off", "0"}
+
+# Every number a plan gives has a range; outside it the plan is an error naming the
+# range (DESIGN.md section 1). Chosen so each stays far from what breaks the machinery
+# (setitimer overflows past ~68 years; a retry loop must end) and near what plans need.
+TIMEOUT_RANGE = (1.0, 30 * 86400.0)  # 1s .. 30d: a whole-step limit (pytest-timeout's timer)
+MONITOR_EVERY_RANGE = (0.1, 86400.0)  # 0.1s .. 1d between two reads of a monitored file
+MAX_RETRIES = 20
+MAX_RECORDS = 10**12  # "outputs: data.jsonl >= N records"
 
 
 def severity_of(value: str) -> tuple[str, str]:
@@ -102,14 +112,18 @@ def _err(step: Step, f: Field, message: str, fix: str) -> SpecError:
     return SpecError(f"STEP {step.number} field '{f.key}': {message}", path=step.path, line=f.line, fix=fix)
 
 
+def _clip(text: str, width: int = 24) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _needs_of(step: Step, f: Field) -> list[int]:
     if f.value.strip().lower() in ("none", "-", ""):
         return []
     out: list[int] = []
     for part in split_list(f.value):
         m = re.fullmatch(r"(?:step\s*)?(\d+)", part.strip(), re.IGNORECASE)
-        if not m:
-            raise _err(step, f, f"'{part}' is not a step number", "write step numbers like 'needs: 3, 7' or 'none'")
+        if not m or len(m.group(1)) > MAX_STEP_DIGITS:
+            raise _err(step, f, f"'{_clip(part)}' is not a step number", "write step numbers like 'needs: 3, 7' or 'none'")
         out.append(int(m.group(1)))
     return out
 
@@ -143,6 +157,9 @@ def config_of(step: Step, previous: int | None = None) -> StepConfig:
     seen: dict[str, Field] = {}
     f: Field | None
     for f in step.fields:
+        if "\x00" in f.value:
+            raise _err(step, f, "contains a NUL character (U+0000)",
+                       "remove it: no command, path or name can hold one")
         if not f.value and f.key not in ("needs",):
             raise _err(step, f, "has no value", f"write '{f.key}: <value>' or remove the bullet")
         if f.key in SINGLE_FIELDS:
@@ -169,9 +186,13 @@ def config_of(step: Step, previous: int | None = None) -> StepConfig:
     retries = 0
     f = one("retries")
     if f is not None:
-        if not re.fullmatch(r"\d+", f.value.strip()):
-            raise _err(step, f, f"'{f.value}' is not a whole number", "write e.g. 'retries: 2'")
-        retries = int(f.value)
+        value = f.value.strip()
+        if not re.fullmatch(r"\d+", value):
+            raise _err(step, f, f"'{_clip(f.value)}' is not a whole number", "write e.g. 'retries: 2'")
+        if len(value) > 3 or int(value) > MAX_RETRIES:
+            raise _err(step, f, f"{_clip(value)} is more than {MAX_RETRIES}",
+                       f"write a number from 0 to {MAX_RETRIES}, e.g. 'retries: 2'")
+        retries = int(value)
 
     kind = None
     f = one("kind")
@@ -192,9 +213,9 @@ def config_of(step: Step, previous: int | None = None) -> StepConfig:
     f = one("timeout")
     if f is not None:
         try:
-            timeout = parse_duration(f.value)
+            timeout = parse_duration(f.value, lo=TIMEOUT_RANGE[0], hi=TIMEOUT_RANGE[1])
         except ValueError as exc:
-            raise _err(step, f, str(exc), "write e.g. 'timeout: 90s', '15m' or '2h'") from None
+            raise _err(step, f, str(exc), "write a duration from 1s to 30d, e.g. 'timeout: 90s', '15m' or '2h'") from None
 
     monitor, every = None, 60.0
     f = one("monitor")
@@ -205,9 +226,10 @@ def config_of(step: Step, previous: int | None = None) -> StepConfig:
         monitor = m.group("path")
         if m.group("every"):
             try:
-                every = parse_duration(m.group("every"))
+                every = parse_duration(m.group("every"), lo=MONITOR_EVERY_RANGE[0], hi=MONITOR_EVERY_RANGE[1])
             except ValueError as exc:
-                raise _err(step, f, str(exc), "write 'monitor: logs/loss.txt every 60s'") from None
+                raise _err(step, f, str(exc),
+                           "write 'monitor: logs/loss.txt every 60s' (from 0.1s to 1d)") from None
 
     outputs: list[OutputSpec] = []
     for f in step.fields:
@@ -217,7 +239,11 @@ def config_of(step: Step, previous: int | None = None) -> StepConfig:
         for part in split_list(value):
             m = _MIN_RECORDS.match(part)
             if m:
-                outputs.append(OutputSpec(m.group("glob").strip(), int(m.group("n")), sev, f.line))
+                n = m.group("n")
+                if len(n) > 13 or int(n) > MAX_RECORDS:
+                    raise _err(step, f, f"{_clip(n)} records is more than {MAX_RECORDS:,}",
+                               "write a smaller minimum, e.g. 'outputs: data/train.jsonl >= 5000'")
+                outputs.append(OutputSpec(m.group("glob").strip(), int(n), sev, f.line))
             elif ">=" in part or "<" in part:
                 raise _err(step, f, f"cannot read '{part}'", "write 'outputs: data/train.jsonl >= 5000' for a minimum record count")
             else:
@@ -237,6 +263,9 @@ def config_of(step: Step, previous: int | None = None) -> StepConfig:
             for p in parts:
                 m = _THRESHOLD.match(p)
                 assert m is not None
+                if not math.isfinite(float(m.group("num"))):
+                    raise _err(step, f, f"the threshold of '{m.group('name')}' is too large a number",
+                               "write a number a metric can reach, e.g. 'metrics: accuracy >= 0.9'")
                 thresholds.append(Threshold(m.group("name"), m.group("op"), float(m.group("num")), sev, f.line))
         elif len(parts) > 1 and any(_THRESHOLD.match(p) for p in parts):
             raise _err(step, f, "mixes a metrics source and thresholds on one bullet",

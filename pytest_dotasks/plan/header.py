@@ -26,6 +26,9 @@ INLINE_HEADER = re.compile(
     re.IGNORECASE,
 )
 SYMBOLS = {"✓": STATUS_DONE, "✗": STATUS_FAILED, "⏳": STATUS_RUNNING}
+# Step numbers up to 999,999,999: a longer number is no step (int() of thousands of
+# digits is refused by Python, and no plan has a billion steps).
+MAX_STEP_DIGITS = 9
 _MARK_START = re.compile(r"[ \t](?:✓|✗|⏳)")
 # A marker written right after the colon by the original command:
 # "**STEP 8**: ✓ [task_id: ...] [2024-11-13T10:30:00] Title"
@@ -57,7 +60,7 @@ class Header:
 def parse_header(line: str) -> Header | None:
     """Split one header line (without its line ending). None if not a header."""
     m = HEADER.match(line)
-    if not m:
+    if not m or len(m.group("n1") or m.group("n2")) > MAX_STEP_DIGITS:
         return None
     rest = m.group("rest")
     body = rest.rstrip(" \t")
@@ -92,6 +95,27 @@ def parse_header(line: str) -> Header | None:
         trailing=trailing,
         head=head,
     )
+
+
+# What may follow a status symbol in a marker: a status word, then brackets or a
+# parenthesised note ("✓ [2025-11-13] (10 examples)"), or nothing.
+_MARKER_TAIL = re.compile(r"^(?:✓|✗|⏳)[ \t]*(?:(?:Failed|Running|Done)\b[ \t]*)?(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
+
+
+def symbol_in_title(h: Header) -> str | None:
+    """The symbol, when the marker region reads like title text ("Fix the ✓ icon").
+
+    The marker rule (DESIGN.md section 2) makes the region a marker all the same;
+    the caller warns, because the step reads as done or failed and the words after
+    the symbol are replaced the next time the step is marked.
+    """
+    if not h.marker_text:
+        return None
+    m = _MARKER_TAIL.match(h.marker_text)
+    rest = m.group("rest") if m else ""
+    if not rest or rest[0] in "[(" or rest[0].isdigit():
+        return None
+    return h.marker_text[0]
 
 
 def read_marker(box: str, marker_text: str) -> Marker:

@@ -8,6 +8,7 @@ checkboxes other workers are rewriting.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 from collections.abc import Iterable
@@ -16,15 +17,43 @@ from pytest_dotasks.errors import SettingsError
 from pytest_dotasks.plan.model import Step
 
 _PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+# Longer numbers are refused, not converted: int() of thousands of digits is slow
+# (and refused by Python past 4300); no plan has a step numbered beyond 10**18.
+_MAX_DIGITS = 18
+_FIX = "write e.g. --steps 8, --steps 1-5, --steps 1-5,8, --steps all or --steps continue"
 
 
 @dataclasses.dataclass(frozen=True)
 class Selection:
+    """What ``--steps`` chose. ``ranges``: sorted, disjoint, inclusive ``(lo, hi)`` pairs.
+
+    A range stays a pair however wide (``1-99999999999999``): never a set of numbers.
+    """
+
     mode: str  # "all", "continue" or "numbers"
-    numbers: frozenset[int] = frozenset()
+    ranges: tuple[tuple[int, int], ...] = ()
 
     def explicit(self) -> bool:
         return self.mode == "numbers"
+
+    def __contains__(self, number: object) -> bool:
+        if not isinstance(number, int):
+            return False
+        k = bisect.bisect_right(self.ranges, (number, _INF)) - 1
+        return k >= 0 and self.ranges[k][0] <= number <= self.ranges[k][1]
+
+
+_INF = 10**_MAX_DIGITS + 1
+
+
+def _merged(pairs: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(pairs):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)
 
 
 def parse_steps(text: str | None) -> Selection:
@@ -34,24 +63,29 @@ def parse_steps(text: str | None) -> Selection:
         return Selection("all")
     if value == "continue":
         return Selection("continue")
-    numbers: set[int] = set()
+    pairs: list[tuple[int, int]] = []
     for part in value.split(","):
         m = _PART.match(part)
         if not m:
-            raise SettingsError(
-                f"invalid --steps value {text!r}: cannot read {part.strip()!r}",
-                fix="write e.g. --steps 8, --steps 1-5, --steps 1-5,8, --steps all or --steps continue",
-            )
+            raise SettingsError(f"invalid --steps value {_clip(text)!r}: cannot read {_clip(part.strip())!r}", fix=_FIX)
+        if max(len(m.group(1)), len(m.group(2) or "")) > _MAX_DIGITS:
+            raise SettingsError(f"invalid --steps value {_clip(text)!r}: a step number has more than "
+                                f"{_MAX_DIGITS} digits", fix=_FIX)
         lo = int(m.group(1))
         hi = int(m.group(2) or lo)
         if lo < 1:
-            raise SettingsError(f"invalid --steps value {text!r}: step numbers start at 1",
+            raise SettingsError(f"invalid --steps value {_clip(text)!r}: step numbers start at 1",
                                 fix="write e.g. --steps 1-5")
         if hi < lo:
             raise SettingsError(f"invalid --steps range {part.strip()!r}: {hi} is below {lo}",
                                 fix=f"write --steps {hi}-{lo}")
-        numbers.update(range(lo, hi + 1))
-    return Selection("numbers", frozenset(numbers))
+        pairs.append((lo, hi))
+    return Selection("numbers", _merged(pairs))
+
+
+def _clip(text: str | None, width: int = 40) -> str:
+    text = text or ""
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def continue_point(steps: Iterable[Step]) -> int | None:
@@ -67,7 +101,7 @@ def select(steps: Iterable[Step], selection: Selection) -> list[Step]:
     """Steps the run keeps, in file order. Done steps stay: they skip at setup."""
     steps = list(steps)
     if selection.mode == "numbers":
-        return [s for s in steps if s.number in selection.numbers]
+        return [s for s in steps if s.number in selection]
     if selection.mode == "continue":
         point = continue_point(steps)
         if point is None:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_dotasks.errors import SpecError
-from pytest_dotasks.plan.header import INLINE_HEADER, parse_header
-from pytest_dotasks.plan.model import FIELD_NAMES, Field, Marker, Spec, Step
+from pytest_dotasks.plan.header import INLINE_HEADER, MAX_STEP_DIGITS, parse_header, symbol_in_title
+from pytest_dotasks.plan.model import FIELD_NAMES, STATUS_DONE, Field, Marker, Spec, Step
 
 if TYPE_CHECKING:
     from pytest_dotasks.plan.fields import StepConfig
@@ -34,6 +34,19 @@ _BOM = "\ufeff"
 _ALIASES = {"retry": "retries", "depends": "needs", "depends_on": "needs", "depends-on": "needs",
             "dependencies": "needs", "deps": "needs"}
 _CODE_SPAN = re.compile(r"^(`+)[ \t]*(.*?)[ \t]*\1$", re.DOTALL)
+# A line a person meant as a step: a list item with a checkbox whose text starts with
+# "step N" (bold or not). Not "Steps 1-2" (a range) nor "Step 1.2" (a sub-step).
+_STEP_LIKE = re.compile(
+    r"^[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\[[ xX]\][ \t]+(?:\*\*|__)?[ \t]*step[ \t]*(?P<n>\d+)(?![\d.]*\d|[ \t]*-[ \t]*\d)",
+    re.IGNORECASE,
+)
+
+
+# markdown-it stops reading a document where nesting passes ``maxNesting`` (20 by
+# default: a 10-level list), silently. 100 (about 50 list levels) leaves room for any
+# real plan and stays far from Python's recursion limit; past it, the line scan in
+# ``_unread_steps`` names every step line the parser did not read.
+MAX_NESTING = 100
 
 
 def _markdown() -> Any:
@@ -42,7 +55,7 @@ def _markdown() -> Any:
 
     # Only the block structure and line maps are used: the inline pass (half
     # the parse time) would build children nobody reads.
-    return _MD.setdefault("md", MarkdownIt("commonmark").disable(["inline", "text_join"]))
+    return _MD.setdefault("md", MarkdownIt("commonmark", {"maxNesting": MAX_NESTING}).disable(["inline", "text_join"]))
 
 
 _MD: dict[str, Any] = {}
@@ -91,17 +104,55 @@ class _Block:
         self.inline = ""
 
 
-def _blocks(text: str) -> list[_Block]:
-    """List items and headings, in order, with the first inline text of each."""
-    tokens = _markdown().parse(text)
+# What markdown-it made of each source line (``_Read.lines``).
+UNREAD, PROSE, SHADOW = 0, 1, 2  # not reached by the parser; ordinary blocks; code, HTML, quotes
+_LEAVES = ("paragraph_open", "heading_open", "hr")
+_SHADOWS = ("fence", "code_block", "html_block")
+
+
+class _Read:
+    """The blocks of a document and what each source line was read as."""
+
+    __slots__ = ("blocks", "lines")
+
+    def __init__(self, blocks: list[_Block], lines: bytearray) -> None:
+        self.blocks, self.lines = blocks, lines
+
+
+def _parse(text: str, path: Path | None = None) -> list[Any]:
+    try:
+        tokens: list[Any] = _markdown().parse(text)
+    except RecursionError:
+        raise SpecError("the plan nests lists or quotes too deeply to read", path=path,
+                        fix="flatten the deepest lists or block quotes") from None
+    return tokens
+
+
+def _blocks(text: str, path: Path | None = None, n_lines: int = 0) -> _Read:
+    """List items and headings, in order, with the first inline text of each.
+
+    ``n_lines`` > 0 also records, per source line, whether markdown-it read it as
+    ordinary text, as code/HTML/quote (never a step), or not at all (it stops
+    reading past its nesting limit).
+    """
+    tokens = _parse(text, path)
     out: list[_Block] = []
+    seen = bytearray(n_lines)
+    quotes: list[tuple[int, int]] = []
     quote = 0
     items: list[_Block] = []
     pending: _Block | None = None  # block waiting for its first inline token
     for tok in tokens:
         t = tok.type
+        if n_lines and tok.map is not None:
+            if t in _LEAVES:
+                seen[tok.map[0]:tok.map[1]] = b"\x01" * (tok.map[1] - tok.map[0])
+            elif t in _SHADOWS:
+                seen[tok.map[0]:tok.map[1]] = b"\x02" * (tok.map[1] - tok.map[0])
         if t == "blockquote_open":
             quote += 1
+            if n_lines:
+                quotes.append((tok.map[0], tok.map[1]))
         elif t == "blockquote_close":
             quote -= 1
         elif t == "list_item_open":
@@ -123,11 +174,15 @@ def _blocks(text: str) -> list[_Block]:
             pending = None
         elif t in ("fence", "code_block", "html_block", "hr"):
             pending = None
-    return out
+    for lo, hi in quotes:
+        seen[lo:hi] = b"\x02" * (hi - lo)
+    return _Read(out, seen)
 
 
 def _clean_value(key: str, value: str) -> str:
-    value = " ".join(part.strip() for part in value.splitlines()).strip()
+    # Spaces and tabs only: str.strip() and str.splitlines() would also eat U+0085,
+    # U+2028 and the like, which belong to the command as written.
+    value = value.strip(" \t")
     m = _CODE_SPAN.match(value)
     # One code span around the whole value: `a.txt` or `` uses `ticks` ``; not
     # "`a` and `b`" (two spans), whose inner text holds a run as long as the fence.
@@ -136,7 +191,13 @@ def _clean_value(key: str, value: str) -> str:
     return value
 
 
-def _field_of(blk: _Block, path: Path, warnings: list[str]) -> Field | None:
+def _raw_value(key: str, raw: str, parsed: str) -> str:
+    """The value as the source line has it (markdown-it turns NUL into U+FFFD)."""
+    m = re.search(rf"(?<![\w-]){re.escape(key)}[ \t]*:", raw)
+    return raw[m.end():] if m else parsed
+
+
+def _field_of(blk: _Block, path: Path, warnings: list[str], lines: list[str]) -> Field | None:
     if not blk.bullet:  # "1. run: ..." in an Instructions list is prose, never a field
         return None
     m = _FIELD.match(blk.inline)
@@ -144,7 +205,10 @@ def _field_of(blk: _Block, path: Path, warnings: list[str]) -> Field | None:
         return None
     key = m.group("key")
     if key in FIELD_NAMES:
-        return Field(key, _clean_value(key, m.group("value") or ""), blk.start + 1)
+        value = m.group("value") or ""
+        if "\n" not in value:
+            value = _raw_value(key, lines[blk.start], value)
+        return Field(key, _clean_value(key, value), blk.start + 1)
     lowered = key.lower()
     if lowered in FIELD_NAMES:
         warnings.append(
@@ -163,14 +227,19 @@ def _field_of(blk: _Block, path: Path, warnings: list[str]) -> Field | None:
     return None
 
 
+def _blank(line: str) -> bool:
+    """Blank as markdown sees it: spaces and tabs only (U+0085 is text)."""
+    return not line.strip(" \t")
+
+
 def _dedent(lines: list[str]) -> str:
-    while lines and not lines[0].strip():
+    while lines and _blank(lines[0]):
         lines.pop(0)
-    while lines and (not lines[-1].strip() or lines[-1].strip() in ("---", "***", "___")):
+    while lines and (_blank(lines[-1]) or lines[-1].strip(" \t") in ("---", "***", "___")):
         lines.pop()
-    widths = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if ln.strip()]
+    widths = [len(ln) - len(ln.lstrip(" \t")) for ln in lines if not _blank(ln)]
     cut = min(widths) if widths else 0
-    return "\n".join(ln[cut:] if ln.strip() else "" for ln in lines)
+    return "\n".join("" if _blank(ln) else ln[cut:] for ln in lines)
 
 
 def _body(lines: list[str], start: int, end: int, skip: set[int]) -> str:
@@ -186,7 +255,8 @@ def parse_with_configs(text: str, path: Path) -> tuple[Spec, dict[int, StepConfi
     """Parse and validate plan text: the steps and their typed fields."""
     text = _strip_bom(text)
     lines = split_lines(text)
-    blocks = _blocks(text)
+    read = _blocks(text, path, len(lines))
+    blocks = read.blocks
     warnings: list[str] = []
 
     headers: dict[int, tuple[int, Any]] = {}  # number -> (0-based line, Header)
@@ -200,7 +270,7 @@ def parse_with_configs(text: str, path: Path) -> tuple[Spec, dict[int, StepConfi
             continue
         if blk.kind == "heading":
             m = _DETAIL.match(blk.inline.strip())
-            if m:
+            if m and len(m.group(1)) <= MAX_STEP_DIGITS:
                 n = int(m.group(1))
                 if n in detail:
                     raise SpecError(
@@ -230,6 +300,14 @@ def parse_with_configs(text: str, path: Path) -> tuple[Spec, dict[int, StepConfi
             raise SpecError("step numbers start at 1", path=path, line=blk.start + 1)
         headers[h.number] = (blk.start, h)
         step_items.append((blk, h))
+        sym = symbol_in_title(h)
+        if sym is not None:
+            status = "done" if h.marker.status == STATUS_DONE else h.marker.status
+            warnings.append(
+                f"{path}:{blk.start + 1}: STEP {h.number}'s title has ' {sym}', which starts a status marker: "
+                f"the step reads as {status} and the words after it are replaced when the step is marked; "
+                f"write the symbol in backticks (`{sym}`) or without the space before it"
+            )
         phase_of[h.number] = heading_stack[-1].inline.strip() if heading_stack else None
 
     # Section end of every detail heading: the next heading of its level or above, or
@@ -270,8 +348,9 @@ def parse_with_configs(text: str, path: Path) -> tuple[Spec, dict[int, StepConfi
             candidates += [it for it in items[lo:hi] if it.start not in in_step
                            and (it.parent is None or it.parent.start < d.start)]
         for it in candidates:
-            f = _field_of(it, path, warnings)
+            f = _field_of(it, path, warnings, lines)
             if f is not None:
+                _one_line(it, f, h.number, lines, path)
                 fields.append(f)
                 field_lines.update(range(it.start, _trim_end(lines, it.start, it.end)))
         parts = [_body(lines, blk.start + 1, _trim_end(lines, blk.start, blk.end), field_lines)]
@@ -293,15 +372,76 @@ def parse_with_configs(text: str, path: Path) -> tuple[Spec, dict[int, StepConfi
                 detail_line=d.start + 1 if d is not None else None,
             )
         )
+    warnings += _unread_steps(lines, read, step_items, path)
     spec = Spec(path=path, steps=tuple(steps), warnings=tuple(warnings))
     from pytest_dotasks.plan.fields import validate_spec  # late: fields imports model only
 
     return spec, validate_spec(spec)
 
 
+def _one_line(it: _Block, f: Field, number: int, lines: list[str], path: Path) -> None:
+    """A field's value is one line: text joined to the bullet is an error, never part of it.
+
+    Markdown's lazy continuation makes the sentence under ``- run: rm -rf build``
+    part of that bullet; run as written, the sentence would become arguments.
+    """
+    end = _trim_end(lines, it.start, it.end)
+    if end <= it.start + 1:
+        return
+    nxt = next((i for i in range(it.start + 1, end) if not _blank(lines[i])), it.start + 1)
+    shown = lines[nxt].strip(" \t")
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise SpecError(
+        f"STEP {number} field '{f.key}:' continues onto line {nxt + 1} ({shown!r}); a field's value is one line",
+        path=path, line=f.line,
+        fix="put a blank line before the text under it (indented no deeper than the bullet), "
+            "or write the whole value on one line",
+    )
+
+
+def _unread_steps(lines: list[str], read: _Read, step_items: list[tuple[_Block, Any]], path: Path) -> list[str]:
+    """A warning for every line that looks like a step but is none (DESIGN.md section 1).
+
+    A cheap line scan, compared with what the parser collected: a step is never
+    dropped in silence, whether markdown-it stopped reading (nesting), the line
+    sits in another step's description, or its label is malformed. Lines in code
+    blocks, fences, HTML comments and block quotes are examples, never steps.
+    """
+    collected = {blk.start for blk, _ in step_items}
+    holders = [(blk.start, blk.end, h.number) for blk, h in step_items]
+    starts = [s for s, _, _ in holders]
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        m = _STEP_LIKE.match(line)
+        if m is None or i in collected or read.lines[i] == SHADOW:
+            continue
+        k = bisect.bisect_right(starts, i) - 1
+        holder = holders[k] if k >= 0 and i < holders[k][1] else None
+        where = f"{path}:{i + 1}: '{_clip(line)}' looks like a step but "
+        if read.lines[i] == UNREAD:
+            why = (f"was not read: the lists or quotes above it nest too deeply (over {MAX_NESTING // 2} levels); "
+                   "flatten them to make it a step")
+        elif holder is not None:
+            why = (f"is inside STEP {holder[2]}'s description (line {holder[0] + 1}), so it does not run; "
+                   "unindent it to make it a step of its own")
+        elif len(m.group("n")) > MAX_STEP_DIGITS:
+            why = f"is none: step numbers have at most {MAX_STEP_DIGITS} digits"
+        elif parse_header(line) is None:
+            why = "is none: write it as '- [ ] **STEP N**: Title' to make it a step"
+        else:
+            why = "is not read as one; put a blank line before it to make it a step"
+        out.append(where + why)
+    return out
+
+
+def _clip(text: str, width: int = 50) -> str:
+    text = text.strip(" \t")
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _trim_end(lines: list[str], start: int, end: int) -> int:
     """Drop trailing blank lines markdown-it counts into a list item."""
-    while end > start + 1 and not lines[end - 1].strip():
+    while end > start + 1 and _blank(lines[end - 1]):
         end -= 1
     return end
 
@@ -316,7 +456,7 @@ def header_lines(text: str) -> dict[int, int]:
     lines = split_lines(text)
     out: dict[int, int] = {}
     step_ranges: list[tuple[int, int]] = []
-    for blk in _blocks(text):
+    for blk in _blocks(text).blocks:
         if blk.quoted or blk.kind != "item" or not INLINE_HEADER.match(blk.inline):
             continue
         if step_ranges and blk.start < step_ranges[-1][1]:

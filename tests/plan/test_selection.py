@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -17,20 +18,62 @@ def _spec(done: set[int], n: int = 10):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(
-    ("text", "numbers"),
+    ("text", "ranges"),
     [
-        ("8", {8}),
-        ("1-5", {1, 2, 3, 4, 5}),
-        ("1-5,8", {1, 2, 3, 4, 5, 8}),
-        (" 1 - 3 , 8 ,10-10", {1, 2, 3, 8, 10}),
-        ("3,3,2-4", {2, 3, 4}),
-        ("12", {12}),
+        ("8", ((8, 8),)),
+        ("1-5", ((1, 5),)),
+        ("1-5,8", ((1, 5), (8, 8))),
+        (" 1 - 3 , 8 ,10-10", ((1, 3), (8, 8), (10, 10))),
+        ("3,3,2-4", ((2, 4),)),
+        ("12", ((12, 12),)),
+        ("7,1-2,3", ((1, 3), (7, 7))),  # adjacent and overlapping ranges merge
     ],
 )
-def test_numbers(text: str, numbers: set[int]) -> None:
+def test_numbers(text: str, ranges: tuple[tuple[int, int], ...]) -> None:
     sel = parse_steps(text)
-    assert sel == Selection("numbers", frozenset(numbers))
+    assert sel == Selection("numbers", ranges)
     assert sel.explicit()
+    wanted = {n for lo, hi in ranges for n in range(lo, hi + 1)}
+    assert {n for n in range(20) if n in sel} == wanted
+    assert "3" not in sel  # only step numbers are members
+
+
+@pytest.mark.parametrize("text", ["1-20000000", "1-99999999999999", "5-999999999999999999,2"])
+def test_a_huge_range_stays_a_pair(text: str) -> None:
+    """``--steps 1-20000000`` took 2.2 GB (a set of every number); ``1-99999999999999`` hung."""
+    tracemalloc.start()
+    try:
+        sel = parse_steps(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000, peak
+    assert len(sel.ranges) <= 2
+    assert 19_999_999 in sel and 0 not in sel and 10**18 not in sel
+
+
+def test_a_million_steps_selected_by_range_costs_nothing() -> None:
+    """What fails before the fix without taking the machine with it: 1-1000000 built a set."""
+    tracemalloc.start()
+    try:
+        parse_steps("1-1000000")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000, peak
+
+
+def test_a_long_list_of_numbers_selects_in_file_order() -> None:
+    text = ",".join(str(n) for n in range(10_000, 0, -2))
+    sel = parse_steps(text)
+    steps = _spec(done=set(), n=12)
+    assert [s.number for s in select(steps, sel)] == [2, 4, 6, 8, 10, 12]
+
+
+def test_a_step_number_with_too_many_digits_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError) as info:
+        parse_steps("1-" + "9" * 5000)
+    assert "digits" in info.value.message and "\n" not in str(info.value) and len(str(info.value)) < 300
 
 
 @pytest.mark.parametrize("text", ["all", "ALL", " all ", "", None])

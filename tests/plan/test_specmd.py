@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from pytest_dotasks.errors import SpecError
+from pytest_dotasks.plan import specmd
 from pytest_dotasks.plan.fields import config_of, configs, validate_spec
 from pytest_dotasks.plan.model import FIELD_NAMES, STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO
 from pytest_dotasks.plan.specmd import header_lines, iter_markers, parse_file, parse_text
@@ -297,10 +299,11 @@ def test_backtick_wrapped_values(raw: str, value: str) -> None:
     assert spec.steps[0].value("run") == value
 
 
-def test_field_value_wrapped_over_lines() -> None:
-    spec = parse("- [ ] **STEP 1**: a\n  - validate: python check.py\n    --strict data.jsonl\n", dedent=False)
-    assert spec.steps[0].value("validate") == "python check.py --strict data.jsonl"
-    assert spec.steps[0].description == ""
+def test_field_value_wrapped_over_lines_is_an_error() -> None:
+    """A field's value is one line (DESIGN.md section 1): a wrapped value is not joined."""
+    err = spec_error("- [ ] **STEP 1**: a\n  - validate: python check.py\n    --strict data.jsonl\n")
+    assert err.line == 2 and "continues onto line 3" in err.message and "'--strict data.jsonl'" in err.message
+    assert err.fix and "one line" in err.fix
 
 
 def test_field_keys_are_lowercase_and_only_direct_sub_bullets() -> None:
@@ -397,6 +400,7 @@ def test_steps_in_fences_comments_and_quotes_are_not_steps() -> None:
     )
     assert numbers(spec) == [9, 1]
     assert spec.steps[1].title == "the real step one"
+    assert spec.warnings == ()  # examples in code, comments and quotes are never "lost steps"
 
 
 def test_detail_headings_in_quotes_and_fences_are_not_detail_sections() -> None:
@@ -949,3 +953,197 @@ def test_fixture_variants_parse_the_same(tmp_path: Path, variant: str) -> None:
         f = tmp_path / src.name
         f.write_bytes(data)
         assert _summary(parse_file(f)) == _summary(parse_file(src))
+
+
+# --------------------------------------------------------------------------- issue 12: nothing lost
+
+LAZY = """\
+- [ ] **STEP 1**: Clean
+  - run: rm -rf build
+Afterwards the data and models folders must still be there.
+- [ ] **STEP 2**: Next
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "continued"),
+    [
+        (LAZY, 3),  # the brief's example: lazy continuation, prose at column 0
+        (LAZY.replace("\nAfterwards", "\n  Afterwards"), 3),  # prose indented like the bullet
+        ("- [ ] **STEP 1**: a\n  - run: make\n    all\n", 3),  # a wrapped value
+        ("- [ ] **STEP 1**: a\n  - validate:\n    - make test\n", 3),  # values as sub-bullets
+        ("- [ ] **STEP 1**: a\n  - outputs: a.txt\n\n    more text, indented into the bullet\n", 4),
+        ("- [ ] **STEP 1**: a\n\n## STEP 1: a\n- run: make\n**Files:** a.py\n", 5),  # detail section
+    ],
+)
+def test_a_field_bullet_that_continues_is_an_error_naming_both_lines(text: str, continued: int) -> None:
+    err = spec_error(text)
+    field_line = next(i for i, ln in enumerate(text.split("\n"), 1) if re.match(r"\s*- (run|validate|outputs):", ln))
+    assert err.line == field_line
+    assert f"continues onto line {continued}" in err.message and "one line" in err.message
+    assert err.fix and "blank line" in err.fix and "one line" in err.fix
+    assert "\n" not in str(err)
+
+
+def test_a_blank_line_before_the_prose_keeps_it_description() -> None:
+    spec = parse(LAZY.replace("\nAfterwards", "\n\n  Afterwards"))
+    s = spec.steps[0]
+    assert s.value("run") == "rm -rf build"
+    assert s.description == "Afterwards the data and models folders must still be there."
+
+
+def test_prose_at_column_zero_after_a_blank_line_ends_the_step() -> None:
+    spec = parse(LAZY.replace("\nAfterwards", "\n\nAfterwards"))
+    assert spec.steps[0].value("run") == "rm -rf build" and spec.steps[0].description == ""
+
+
+def test_steps_after_a_ten_level_list_are_collected() -> None:
+    """markdown-it's default nesting limit (20) ended the parse inside a 10-level list."""
+    lines = ["- [ ] **STEP 1**: deep", *("  " * d + f"- level {d}" for d in range(1, 11))]
+    lines += [f"- [ ] **STEP {n}**: s{n}" for n in range(2, 21)]
+    spec = parse("\n".join(lines) + "\n")
+    assert numbers(spec) == list(range(1, 21))
+    assert spec.warnings == ()
+    assert "- level 10" in spec.steps[0].description
+
+
+def test_a_step_past_any_nesting_limit_is_named_in_a_warning() -> None:
+    depth = 400
+    lines = ["- [ ] **STEP 1**: deep", *("  " * d + "- x" for d in range(1, depth))]
+    lines += ["- [ ] **STEP 2**: after", "  - [ ] **STEP 3**: deeper still"]
+    spec = parse("\n".join(lines) + "\n")
+    if numbers(spec) != [1, 2]:
+        hits = [w for w in spec.warnings if w.startswith(f"SPEC.md:{depth + 1}:") and "not read" in w]
+        assert hits and "STEP 2" in hits[0] and "flatten" in hits[0], spec.warnings
+
+
+def test_a_parser_recursion_error_is_a_spec_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Deep:
+        def parse(self, text: str) -> None:
+            raise RecursionError
+
+    monkeypatch.setattr(specmd, "_markdown", lambda: Deep())
+    err = spec_error("- [ ] **STEP 1**: a\n")
+    assert "too deeply" in err.message and err.fix and "flatten" in err.fix
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("- [ ] STEP 2: no bold label", "write it as '- [ ] **STEP N**: Title'"),
+        ("1. [ ] **STEP 2**: an ordered item", "write it as '- [ ] **STEP N**: Title'"),
+        ("- [ ] **Step 2** Title without a colon", "write it as '- [ ] **STEP N**: Title'"),
+        ("  - [ ] **STEP 2**: indented under step 1", "inside STEP 1's description (line 1)"),
+        ("- [ ] **STEP 1234567890**: a ten-digit number", "at most 9 digits"),
+    ],
+)
+def test_a_line_that_looks_like_a_step_but_is_not_one_warns(line: str, why: str) -> None:
+    spec = parse("- [ ] **STEP 1**: first\n" + line + "\n", dedent=False)
+    assert numbers(spec) == [1]
+    hits = [w for w in spec.warnings if w.startswith("SPEC.md:2: ")]
+    assert len(hits) == 1 and why in hits[0] and "looks like a step" in hits[0], spec.warnings
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["- [ ] **Steps 1-2:** a range (completion checklist)", "- [ ] Step 1.2 a sub-step", "- [ ] stepping stones",
+     "- [ ] Run **STEP 1**: label not first", "- [x] plain checkbox"],
+)
+def test_checkbox_lines_that_are_no_step_do_not_warn(line: str) -> None:
+    assert parse(line + "\n").warnings == ()
+
+
+def test_a_huge_step_number_never_crashes() -> None:
+    digits = "7" * 5000  # int() refuses more than 4300 digits
+    spec = parse(f"- [ ] **STEP {digits}**: a\n\n## STEP {digits}: detail\n- [ ] **STEP 1**: b\n")
+    assert numbers(spec) == [1]
+    assert any(w.startswith("SPEC.md:1:") and "9 digits" in w for w in spec.warnings)
+    assert all(len(w) < 400 for w in spec.warnings)
+
+
+@pytest.mark.parametrize("sym", ["✓", "✗", "⏳"])
+def test_a_marker_symbol_in_a_title_warns_naming_the_line(sym: str) -> None:
+    spec = parse(f"# Plan\n\n- [ ] **STEP 1**: Fix the {sym} icon\n  - run: true\n")
+    assert len(spec.warnings) == 1
+    w = spec.warnings[0]
+    assert w.startswith("SPEC.md:3: ") and f"' {sym}'" in w and f"`{sym}`" in w and "backticks" in w
+    assert "\n" not in w
+
+
+def test_a_symbol_in_backticks_is_title_text() -> None:
+    spec = parse("- [ ] **STEP 1**: Fix the `✓` icon\n- [ ] **STEP 2**: Fix the✓icon\n")
+    assert [s.title for s in spec.steps] == ["Fix the `✓` icon", "Fix the✓icon"]
+    assert [s.marker.status for s in spec.steps] == [STATUS_TODO, STATUS_TODO]
+    assert spec.warnings == ()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "- [x] **STEP 1**: a ✓ [task_id: task_1_3fa2b8c1] [2026-11-24T10:30:12]",
+        "- [ ] **STEP 1**: a ✗ Failed [task_id: task_1_3fa2b8c1] [2026-11-24T10:30:12] exit 2",
+        "- [x] **STEP 1**: a ✓ [2025-11-13] (10 test examples)",
+        "- [x] **STEP 1**: a ✓",
+        "- [x] **STEP 1**: a ✓ Done",
+        "- [x] **STEP 1**: a ✓ (scaled down)",
+        "- [x] **STEP 1**: ✓ [task_id: task_1_1a2b3c4d] [2025-11-13T10:30:00] Validate",
+    ],
+)
+def test_real_markers_do_not_warn(line: str) -> None:
+    assert parse(line + "\n").warnings == ()
+
+
+@pytest.mark.parametrize("char", ["\u0085", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1e"])
+def test_odd_line_separators_in_a_run_value_are_kept_exactly(char: str) -> None:
+    """str.splitlines() splits on each of these; markdown (and a shell) does not."""
+    value = f"printf 'a{char}b' > out.txt"
+    spec = parse(f"- [ ] **STEP 1**: t{char}itle\n  - run: {value}\n\n  Prose{char}kept.\n", dedent=False)
+    s = spec.steps[0]
+    assert s.value("run") == value
+    assert configs(spec)[1].run == value
+    assert s.title == f"t{char}itle" and s.description == f"Prose{char}kept."
+
+
+def test_odd_separators_in_the_description_are_kept() -> None:
+    spec = parse("- [ ] **STEP 1**: a\n  One\u0085two\n\n  \u2028\n", dedent=False)
+    assert spec.steps[0].description == "One\u0085two\n\n\u2028"
+
+
+def test_a_nul_in_a_field_value_is_an_error_naming_the_line() -> None:
+    err = spec_error("- [ ] **STEP 1**: a\n  - run: echo a\x00b\n")
+    assert err.line == 2 and "NUL" in err.message and err.fix and "remove" in err.fix
+
+
+BAD_NUMBERS = [
+    ("timeout: 9999999999s", "above the longest allowed, 30d", "1s to 30d"),
+    ("timeout: 31d", "above the longest allowed, 30d", "1s to 30d"),
+    ("timeout: 0.001ms", "below the shortest allowed, 1s", "1s to 30d"),
+    ("timeout: 0.5s", "below the shortest allowed, 1s", "1s to 30d"),
+    ("timeout: " + "9" * 400, "above the longest allowed, 30d", "1s to 30d"),
+    ("retries: 21", "more than 20", "0 to 20"),
+    ("retries: 99999999999999999999", "more than 20", "0 to 20"),
+    ("monitor: loss.txt every 0.01s", "below the shortest allowed, 0.1s", "0.1s to 1d"),
+    ("monitor: loss.txt every 2d", "above the longest allowed, 1d", "0.1s to 1d"),
+    ("outputs: data.jsonl >= 10000000000000", "more than", ">= 5000"),
+    ("needs: " + "1" * 5000, "is not a step number", "needs: 3, 7"),
+    ("metrics: accuracy >= 1" + "0" * 400, "too large", "accuracy >= 0.9"),
+]
+
+
+@pytest.mark.parametrize(("bullet", "in_message", "in_fix"), BAD_NUMBERS)
+def test_every_number_has_a_range(bullet: str, in_message: str, in_fix: str) -> None:
+    text = f"- [ ] **STEP 1**: a\n  - {bullet}\n"
+    with pytest.raises(SpecError) as info:
+        parse_text(text, P)
+    err = info.value
+    assert err.line == 2 and in_message in err.message and err.fix and in_fix in err.fix
+    assert "\n" not in str(err) and len(str(err)) < 400
+
+
+@pytest.mark.parametrize(("bullet", "key", "value"), [
+    ("timeout: 1s", "timeout", 1.0), ("timeout: 30d", "timeout", 30 * 86400.0), ("retries: 20", "retries", 20),
+    ("retries: 0", "retries", 0), ("monitor: a.txt every 0.1s", "monitor_every", 0.1),
+])
+def test_the_ends_of_each_range_are_allowed(bullet: str, key: str, value: float) -> None:
+    cfg = configs(parse(f"- [ ] **STEP 1**: a\n  - {bullet}\n"))[1]
+    assert getattr(cfg, key) == value
