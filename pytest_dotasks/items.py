@@ -113,8 +113,9 @@ class StepItem(pytest.Item):
         self._prop("title", self.step.title)
         self._prop("step", self.step.number)
         self._prop("kind", self.cfg.kind or "quick")
+        task_id = claim_step(self, run)  # this process executes the step now: a concurrent run skips it
         self._skip_if_done_or_blocked(run)
-        self.task_id = new_task_id(self.step.number)
+        self.task_id = task_id
         self._prop("task_id", self.task_id)
         if not self.cfg.run:
             self._prop("agent", self.cfg.agent or run.settings.agent)
@@ -302,6 +303,20 @@ class StepItem(pytest.Item):
         if isinstance(exc, DotasksError):
             return exc.render() + grep
         return None
+
+
+def claim_step(item: StepItem, run: DotasksRun) -> str:
+    """Claim ``item``'s step for this process until its teardown (``run.claims.for_step``); its new task id."""
+    from pytest_dotasks.run.claims import for_step
+
+    task_id = new_task_id(item.step.number)
+    claim, skip = for_step(item.spec_path, item.step.number, task_id, item.step.marker, run.settings.redo)
+    if claim is not None:
+        item.addfinalizer(claim.release)
+    if skip:
+        run.outcomes[(item.spec_path, item.step.number)] = "skipped"
+        pytest.skip(skip)
+    return task_id
 
 
 def is_timeout(exc: BaseException) -> bool:

@@ -66,6 +66,97 @@ def no_traceback(text: str) -> None:
     assert "Traceback" not in text and "INTERNALERROR" not in text, text
 
 
+# --------------------------------------------------------------------------- 6. two runs, one plan
+
+
+def test_two_runs_at_once_never_execute_a_step_twice(pytester: pytest.Pytester) -> None:
+    """Both runs select every step. Before: a step could be run by both (19-37 of 200)."""
+    steps = 40
+    lines = ["# Plan", ""]
+    for n in range(1, steps + 1):
+        lines += [f"- [ ] **STEP {n}**: Step {n}", "  - needs: none",
+                  "  - run: echo $DOTASKS_TASK_ID >> ran-$DOTASKS_STEP.txt; sleep 0.05", ""]
+    (pytester.path / "SPEC.md").write_text("\n".join(lines))
+    procs = [subprocess.Popen([*PYTEST, "--spec", "SPEC.md", "-q", "-rs"], cwd=pytester.path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out
+        no_traceback(out)
+    twice = [n for n in range(1, steps + 1) if len((pytester.path / f"ran-{n}.txt").read_text().split()) != 1]
+    assert not twice, f"executed twice: {twice}"
+    passed = sum(int(m) for out in outs for m in re.findall(r"(\d+) passed", out))
+    assert passed == steps, outs
+    text = (pytester.path / "SPEC.md").read_text()
+    marks = [e for e in log_entries(pytester.path / ".task_execution.log") if e.get("event") == "marked"]
+    assert sorted(e["step"] for e in marks) == list(range(1, steps + 1))
+    for e in marks:
+        assert f"✓ [task_id: {e['task_id']}]" in header(text, e["step"])
+    assert not list((pytester.path / ".dotasks" / "claims").glob("*.json")), "a claim was left behind"
+
+
+SLOW_ONE = """\
+- [ ] **STEP 1**: Slow
+  - run: echo $DOTASKS_TASK_ID >> started.txt; test -f go || sleep 60
+- [ ] **STEP 2**: Next
+  - needs: none
+  - run: echo $DOTASKS_TASK_ID >> next.txt
+"""
+
+
+def test_a_step_running_in_another_run_is_skipped_and_a_killed_claim_taken_over(pytester: pytest.Pytester) -> None:
+    (pytester.path / "SPEC.md").write_text(SLOW_ONE)
+    first = subprocess.Popen([*PYTEST, "--spec", "SPEC.md", "--steps", "1"], cwd=pytester.path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: (pytester.path / "started.txt").exists()), "STEP 1 never started"
+        (pytester.path / "go").touch()  # a second execution would not sleep: it shows at once
+        second = run(pytester.path, "--spec", "SPEC.md", "-rs")
+        out = second.stdout
+        assert second.returncode == 0, out
+        assert f"STEP 1 is running in another pytest process, pid {first.pid}" in out, out
+        assert len((pytester.path / "started.txt").read_text().split()) == 1, "STEP 1 ran twice at once"
+        assert "✓" in header((pytester.path / "SPEC.md").read_text(), 2)  # the rest of the plan went on
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # kill -9 left the claim behind; its owner is dead, so the next run takes it over.
+    assert list((pytester.path / ".dotasks" / "claims").glob("SPEC.md.step1.json"))
+    third = run(pytester.path, "--spec", "SPEC.md", "--steps", "1")
+    assert third.returncode == 0, third.stdout
+    assert len((pytester.path / "started.txt").read_text().split()) == 2
+    assert "✓" in header((pytester.path / "SPEC.md").read_text(), 1)
+
+
+REDO = """\
+- [ ] **STEP 1**: Slow
+  - run: echo $DOTASKS_TASK_ID >> one.txt; test -f go || sleep 60
+- [x] **STEP 2**: Done before ✓ [task_id: task_2_00000000] [2026-01-01T00:00:00]
+  - needs: none
+  - run: echo $DOTASKS_TASK_ID >> two.txt
+"""
+
+
+def test_redo_does_not_redo_what_another_run_just_did(pytester: pytest.Pytester) -> None:
+    """Two ``--redo`` runs: the one that reaches STEP 2 second finds it re-done since it read the plan."""
+    (pytester.path / "SPEC.md").write_text(REDO)
+    first = subprocess.Popen([*PYTEST, "--spec", "SPEC.md", "--redo", "-rs"], cwd=pytester.path,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: (pytester.path / "one.txt").exists()), "STEP 1 never started"
+        second = run(pytester.path, "--spec", "SPEC.md", "--redo", "-rs")  # skips 1 (held), redoes 2
+        assert second.returncode == 0, second.stdout
+        assert len((pytester.path / "two.txt").read_text().split()) == 1
+        (pytester.path / "go").touch()
+        out = first.communicate(timeout=120)[0]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, out
+    assert "STEP 2 was done meanwhile by another run" in out, out
+    assert len((pytester.path / "two.txt").read_text().split()) == 1, "STEP 2 was redone twice"
+
+
 # --------------------------------------------------------------------------- 7. background state deleted
 
 
