@@ -2,8 +2,10 @@
 
 Owns the step model (``model``), the SPEC.md grammar (``specmd``), field values
 (``fields``, ``durations``), status markers (``header``), marking the file
-(``marking``), the dependency graph (``graph``) and step selection (``selection``).
-Pure: imports nothing from pytest, ``run`` or ``agent``, so every rule here is
-unit-tested directly. Public face: ``specmd.parse_with_configs``, ``marking.mark``,
-``marking.read_marker``, ``selection.parse_steps`` / ``select``, ``model.Step``.
+(``marking``) and its record of what it wrote (``journal``), the dependency graph
+(``graph``) and step selection (``selection``). Pure: imports nothing from pytest,
+``run`` or ``agent``, so every rule here is unit-tested directly. Public face:
+``specmd.parse_with_configs``, ``marking.mark``, ``marking.read_marker``,
+``marking.restore_lost_markers``, ``selection.parse_steps`` / ``select``,
+``model.Step``.
 """

@@ -482,3 +482,260 @@ def test_concurrent_marks_from_four_processes(tmp_path: Path) -> None:
         assert s.done and s.marker.task_id == f"task_{s.number}_{ROUNDS - 1:08x}"
         assert s.title == f"Step number {s.number}" and s.description == f"Description of {s.number}."
         assert symbols_in(lines[s.line - 1]) == 1
+
+
+# --------------------------------------------------------------------------- issue 12: nothing lost
+
+
+def plan_file(tmp_path: Path, text: str = "# Plan\n\n- [ ] **STEP 1**: a\n- [ ] **STEP 2**: b\n\nNotes.\n") -> Path:
+    f = tmp_path / "SPEC.md"
+    f.write_text(text)
+    return f
+
+
+def test_a_symlink_planted_at_the_old_temp_name_is_never_followed(tmp_path: Path) -> None:
+    """The temp file had one fixed name: a link planted there made marking overwrite its target."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("not yours\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    f = plan_file(project)
+    (project / ".SPEC.md.marking.dotasks-tmp").symlink_to(victim)
+    mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
+    assert victim.read_text() == "not yours\n"
+    assert not f.is_symlink() and "✓ [task_id: task_1_00000000]" in f.read_text()
+
+
+def test_temp_files_are_exclusive_and_random_and_leftovers_are_swept(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    f = plan_file(tmp_path)
+    left = tmp_path / ".SPEC.md.k1ll3d00.dotasks-tmp"  # what a kill between write and rename leaves
+    left.write_text("half")
+    other = tmp_path / ".SPEC.md.notours.txt"
+    other.write_text("a person's file")
+    names: list[str] = []
+    real_mkstemp = marking.tempfile.mkstemp
+
+    def spy(**kw: object) -> tuple[int, str]:
+        fd, name = real_mkstemp(**kw)  # type: ignore[call-overload]
+        names.append(Path(name).name)
+        return fd, name
+
+    monkeypatch.setattr(marking.tempfile, "mkstemp", spy)
+    monkeypatch.setattr(marking, "_swept", set())
+    mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
+    mark(f, 2, STATUS_DONE, "task_2_00000000", TS)
+    assert len(names) == 2 and names[0] != names[1]
+    assert all(re.fullmatch(r"\.SPEC\.md\.[a-z0-9_]{8}\.dotasks-tmp", n) for n in names)
+    assert not left.exists() and other.read_text() == "a person's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".SPEC.md.notours.txt", ".dotasks", "SPEC.md"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a file to another owner")
+def test_marking_as_root_keeps_owner_group_and_mode(tmp_path: Path) -> None:
+    """A plan owned by uid 1000, mode 640, became root:root after root marked it."""
+    f = plan_file(tmp_path)
+    os.chown(f, 1000, 1000)
+    os.chmod(f, 0o640)
+    mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
+    st = f.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o640)
+    assert "✓ [task_id: task_1_00000000]" in f.read_text()
+
+
+def test_a_plan_whose_owner_a_new_file_cannot_take_is_written_in_place(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user's group-writable plan: a new file would be ours, so the file itself is rewritten."""
+    f = plan_file(tmp_path)
+    inode = f.stat().st_ino
+    monkeypatch.setattr(marking.os, "geteuid", lambda: f.stat().st_uid + 1)  # "not the owner"
+
+    def refuse(fd: int, uid: int, gid: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(marking.os, "fchown", refuse)
+    mark(f, 2, STATUS_FAILED, "task_2_00000000", TS)
+    assert f.stat().st_ino == inode
+    assert f.read_text() == f"# Plan\n\n- [ ] **STEP 1**: a\n- [ ] **STEP 2**: b ✗ Failed [task_id: task_2_00000000] [{TS}]\n\nNotes.\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".dotasks-tmp")] == []
+
+
+def test_a_hard_linked_plan_is_written_in_place_so_both_names_see_the_mark(tmp_path: Path) -> None:
+    """A rename would cut the link: the other name would keep the old plan forever."""
+    f = plan_file(tmp_path)
+    other = tmp_path / "PLAN-copy.md"
+    os.link(f, other)
+    inode = f.stat().st_ino
+    mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
+    mark(other, 2, STATUS_RUNNING, "task_2_00000000", TS)
+    assert f.stat().st_ino == other.stat().st_ino == inode and f.stat().st_nlink == 2
+    assert f.read_text() == other.read_text()
+    spec = parse_file(f)
+    assert [s.marker.status for s in spec.steps] == [STATUS_DONE, STATUS_RUNNING]
+    assert f.read_text().endswith("\n\nNotes.\n")
+
+
+def test_a_hard_linked_plan_shrinking_is_truncated(tmp_path: Path) -> None:
+    f = plan_file(tmp_path, f"- [x] **STEP 1**: a ✓ [task_id: task_1_00000000] [{TS}] a long note here\nEnd.\n")
+    os.link(f, tmp_path / "twin.md")
+    mark(f, 1, STATUS_RUNNING, "task_1_11111111", TS)
+    assert f.read_text() == f"- [ ] **STEP 1**: a ⏳ Running [task_id: task_1_11111111] [{TS}]\nEnd.\n"
+
+
+class _Person:
+    """Writes to the plan at the one moment a test wants (between our read and our swap)."""
+
+    def __init__(self, f: Path, times: int = 1, how: str = "append") -> None:
+        self.f, self.times, self.how = f, times, how
+        self.lines: list[str] = []
+
+    def __call__(self) -> None:
+        if len(self.lines) >= self.times:
+            return
+        line = f"A person's line {len(self.lines)}.\n"
+        if self.how == "append":
+            with open(self.f, "a") as fh:
+                fh.write(line)
+        else:  # an editor's save: a new file renamed over the plan
+            swap = self.f.with_name(".SPEC.md.swp")
+            swap.write_text(self.f.read_text() + line)
+            os.replace(swap, self.f)
+        self.lines.append(line)
+
+
+@pytest.mark.parametrize("how", ["append", "editor"])
+def test_a_write_after_our_read_is_kept_and_the_mark_redone_on_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  how: str) -> None:
+    f = plan_file(tmp_path)
+    person = _Person(f, how=how)
+    real_temp = marking._temp_file
+
+    def temp_then_person(*a: object) -> object:
+        person()  # the person writes while our new text is being written
+        return real_temp(*a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(marking, "_temp_file", temp_then_person)
+    mark(f, 2, STATUS_DONE, "task_2_00000000", TS)
+    assert f.read_text() == (f"# Plan\n\n- [ ] **STEP 1**: a\n- [x] **STEP 2**: b ✓ [task_id: task_2_00000000] [{TS}]"
+                             "\n\nNotes.\nA person's line 0.\n")
+
+
+def test_a_write_between_the_check_and_the_swap_is_swapped_back(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    if marking._renameat2() is None:
+        pytest.skip("no renameat2 here")
+    f = plan_file(tmp_path)
+    person = _Person(f)
+    real_exchange = marking._exchange
+    calls: list[str] = []
+
+    def person_then_exchange(a: str, b: str) -> bool:
+        calls.append(a)
+        person()  # lands after our check, before the swap: only the swapped-out file shows it
+        return real_exchange(a, b)
+
+    monkeypatch.setattr(marking, "_exchange", person_then_exchange)
+    mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
+    assert len(calls) == 3  # swap, swap back, swap again on the person's text
+    assert f.read_text().endswith("\nNotes.\nA person's line 0.\n")
+    assert "✓ [task_id: task_1_00000000]" in f.read_text()
+
+
+def test_without_rename_exchange_a_write_reaching_the_old_file_is_put_back(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    f = plan_file(tmp_path)
+    person = _Person(f)
+    real_replace = os.replace
+    monkeypatch.setattr(marking, "_exchange", lambda a, b: False)  # macOS, or a file system without it
+
+    def person_then_replace(a: str, b: object) -> None:
+        person()  # into the old file, after our check
+        real_replace(a, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(marking.os, "replace", person_then_replace)
+    mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
+    text = f.read_text()
+    assert text.endswith("\nNotes.\nA person's line 0.\n") and "✓ [task_id: task_1_00000000]" in text
+
+
+def test_a_plan_that_never_stops_changing_is_a_mark_error_and_keeps_the_persons_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = plan_file(tmp_path)
+    person = _Person(f, times=100)
+    real_temp = marking._temp_file
+
+    def temp_then_person(*a: object) -> object:
+        person()
+        return real_temp(*a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(marking, "_temp_file", temp_then_person)
+    monkeypatch.setattr(marking, "CAS_ATTEMPTS", 4)
+    with pytest.raises(MarkError) as info:
+        mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
+    assert "kept changing" in info.value.message and info.value.fix and "as you left it" in info.value.fix
+    assert f.read_text() == "# Plan\n\n- [ ] **STEP 1**: a\n- [ ] **STEP 2**: b\n\nNotes.\n" + "".join(person.lines)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".dotasks-tmp")] == []
+
+
+def test_a_late_append_to_the_replaced_file_is_carried_into_the_plan(tmp_path: Path) -> None:
+    """``echo >> SPEC.md`` opened the file just before our swap and wrote just after it."""
+    f = plan_file(tmp_path)
+    mark(f, 1, STATUS_RUNNING, "task_1_00000000", TS)
+    late = open(f, "a")  # noqa: SIM115 - held across the next mark on purpose
+    mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
+    late.write("Written late.\n")
+    late.close()
+    mark(f, 2, STATUS_DONE, "task_2_00000000", TS)
+    text = f.read_text()
+    assert text.endswith("\nNotes.\nWritten late.\n") and text.count("Written late.") == 1
+    assert [s.marker.status for s in parse_file(f).steps] == [STATUS_DONE, STATUS_DONE]
+    # ... and when no mark follows, the process carries it over as it exits.
+    late = open(f, "a")  # noqa: SIM115
+    mark(f, 2, STATUS_FAILED, "task_2_11111111", TS)
+    late.write("Written later still.\n")
+    late.close()
+    marking._carry_late_writes()
+    assert f.read_text().endswith("Written late.\nWritten later still.\n")
+
+
+@pytest.mark.parametrize("char", ["\u0085", "\u2028", "\x0c", "\x1e"])
+def test_marking_splits_lines_only_at_lf_crlf_and_cr(tmp_path: Path, char: str) -> None:
+    """str.splitlines() would split at U+0085 and the like: a line-based rewrite must not."""
+    text = (f"# Plan{char}title\n\n- [ ] **STEP 1**: a{char}b\n  - run: printf 'x{char}y'\n\n"
+            f"  Prose{char}more.\n- [ ] **STEP 2**: c\n")
+    f = plan_file(tmp_path, text)
+    mark(f, 2, STATUS_DONE, "task_2_00000000", TS)
+    mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
+    after = f.read_bytes().decode("utf-8")
+    assert after == text.replace(f"**STEP 1**: a{char}b\n", f"**STEP 1**: a{char}b ✓ [task_id: task_1_00000000] [{TS}]\n")\
+        .replace("**STEP 2**: c\n", f"**STEP 2**: c ✓ [task_id: task_2_00000000] [{TS}]\n").replace("- [ ]", "- [x]")
+
+
+def test_cache_is_not_fooled_by_a_same_shaped_edit_that_nests_the_header() -> None:
+    """Found by the soup property: a cached line index held a nested, same-numbered line."""
+    first = "a\nb\nc\nd\ne\nf\ng\n- [ ] **STEP 13**: x\n"
+    rewrite_header(first, 13, STATUS_DONE, "task_13_00000000", TS)
+    second = "a\nb\n- [ ] **STEP 13**: top\n  text\n  text\n  text\n  text\n  - [ ] **STEP 13**: nested\n"
+    out = rewrite_header(second, 13, STATUS_DONE, "task_13_00000000", TS)
+    assert split_lines(out)[2].startswith("- [x] **STEP 13**: top ✓")
+    assert split_lines(out)[7] == "  - [ ] **STEP 13**: nested"
+
+
+def test_a_persons_appended_lines_cost_no_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CAS re-read after a person's append reuses the cached header lines."""
+    from pytest_dotasks.plan import specmd
+
+    f = plan_file(tmp_path)
+    marking.reset_cache()
+    parses: list[int] = []
+    real = specmd.header_lines
+    monkeypatch.setattr(specmd, "header_lines", lambda text: parses.append(1) or real(text))
+    mark(f, 1, STATUS_RUNNING, "task_1_00000000", TS)
+    for k in range(5):
+        with open(f, "a") as fh:
+            fh.write(f"Appended {k}.\n")
+        mark(f, 1 + k % 2, STATUS_DONE, f"task_{1 + k % 2}_0000000{k}", TS)
+    assert len(parses) == 1
+    assert f.read_text().endswith("Appended 3.\nAppended 4.\n")
