@@ -94,6 +94,14 @@ def pytest_configure(config: pytest.Config) -> None:
         # xdist's loadgroup scheduler keeps a tag on one worker.
         config.option.dist = "loadgroup"
     run = DotasksRun(config, settings, specs)
+    if not config.option.collectonly:  # a task log that cannot be written: a usage error before any step runs
+        from pytest_dotasks.run.tasklog import probe
+
+        try:
+            for spec in specs:
+                probe(run.log_for(spec).path)
+        except DotasksError as exc:
+            raise pytest.UsageError(exc.one_line()) from None
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(run, "dotasks-run")
     config.pluginmanager.register(_Defaults(), "dotasks-defaults")

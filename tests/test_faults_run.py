@@ -359,3 +359,69 @@ def test_live_lines_under_v_are_throttled(pytester: pytest.Pytester) -> None:
     assert len(live) < 2000, f"{len(live)} live lines"
     assert any("lines not shown" in ln for ln in live), live[-5:]
     assert live[-1].endswith("→ 200000"), live[-3:]  # the last lines always come through
+
+
+# --------------------------------------------------------------------------- 11a. a bad --task-log
+
+
+PLAN = "- [ ] **STEP 1**: One\n  - run: echo one > one.txt\n"
+
+
+def _usage_error(res: subprocess.CompletedProcess[str], path: str, spec: Path) -> None:
+    out = res.stdout + res.stderr
+    assert res.returncode == 4, out
+    no_traceback(out)
+    errors = [ln for ln in out.splitlines() if ln.startswith("ERROR:")]
+    assert len(errors) == 1 and path in errors[0] and "--task-log" in errors[0], out
+    assert spec.read_text() == PLAN
+    assert not (spec.parent / "one.txt").exists()
+
+
+def test_task_log_that_is_a_folder_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    """Before: every step ran, then was marked ✗ Failed for a log it could not write."""
+    spec = pytester.path / "SPEC.md"
+    spec.write_text(PLAN)
+    (pytester.path / "logs").mkdir()
+    _usage_error(run(pytester.path, "--spec", "SPEC.md", "--task-log", "logs"), "logs", spec)
+    assert not list((pytester.path / "logs").iterdir())
+
+
+def test_task_log_under_a_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    spec = pytester.path / "SPEC.md"
+    spec.write_text(PLAN)
+    _usage_error(run(pytester.path, "--spec", "SPEC.md", "--task-log", "SPEC.md/log.jsonl"), "SPEC.md/log.jsonl",
+                 spec)
+
+
+def _without_dac_override() -> list[str] | None:
+    """A prefix running a child as root without the capabilities that ignore file modes (see test_faults)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner,-linux_immutable"]
+    probe = subprocess.run([*prefix, sys.executable, "-c", "print(1)"], capture_output=True, text=True, check=False)
+    return prefix if probe.returncode == 0 else None
+
+
+def test_unwritable_task_log_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    prefix = _without_dac_override()
+    if prefix is None:
+        pytest.skip("running as root and setpriv cannot drop CAP_DAC_OVERRIDE here")
+    spec = pytester.path / "SPEC.md"
+    spec.write_text(PLAN)
+    log = pytester.path / "ro.log"
+    log.write_text("")
+    log.chmod(0o444)
+    locked = pytester.mkdir("locked")
+    locked.chmod(0o555)
+    try:
+        for path in ("ro.log", "locked/new.log"):
+            res = subprocess.run([*prefix, *PYTEST, "--spec", "SPEC.md", "--task-log", path], cwd=pytester.path,
+                                 capture_output=True, text=True, timeout=120, check=False)
+            _usage_error(res, path, spec)
+        assert log.read_text() == "" and not list(locked.iterdir())
+    finally:
+        locked.chmod(0o755)
+        log.chmod(0o644)

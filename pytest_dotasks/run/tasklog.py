@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import re
+import stat
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -175,3 +176,38 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         pass
     return out
+
+
+def probe(path: Path) -> None:
+    """Raise ``LogError`` unless the task log at ``path`` can be appended to.
+
+    Checked before any step runs, so a bad ``--task-log`` is a usage error, not
+    a step marked failed. Creates and changes nothing: an existing file is
+    opened for appending (no write), a missing one needs a writable folder.
+    """
+    fix = "choose a file in a writable folder with --task-log PATH"
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    except OSError as exc:
+        raise LogError(f"cannot use the task log: {exc.strerror}", path=path, fix=fix) from None
+    if st is not None:
+        if stat.S_ISDIR(st.st_mode):
+            raise LogError("the task log is a folder, not a file", path=path,
+                           fix=f"name a file with --task-log (e.g. {Path(path) / '.task_execution.log'})")
+        if not stat.S_ISREG(st.st_mode):
+            return  # a device (/dev/null, /dev/stderr): appending is its business
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK))  # no O_CREAT, no write
+        except OSError as exc:
+            raise LogError(f"cannot write the task log: {exc.strerror}", path=path,
+                           fix="make it writable (chmod u+w) or " + fix) from None
+        return
+    folder = Path(path).parent  # the log and any missing folders are created on the first event
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise LogError(f"cannot create the task log: {folder} is not a folder", path=path, fix=fix)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LogError(f"cannot create the task log: the folder {folder} is not writable", path=path, fix=fix)
