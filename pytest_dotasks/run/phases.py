@@ -254,20 +254,21 @@ class StepRunner:
                                f"{exc.strerror}")
             out_file = None
         live = LiveLines(self.ctx.emit) if self.hooks.verbose else None
-        shown = Tail(CAPTURED_CAP)
+        shown = Tail(CAPTURED_CAP)  # the tail pytest captures; ours even if the command is interrupted
 
         def on_output(text: str) -> None:
             if self.hooks.live_stdout:
                 sys.stdout.write(text)  # -s: straight to the terminal, as it comes
                 sys.stdout.flush()
-            else:
-                shown.add(text.encode("utf-8"))
             if live is not None:
                 live.add(text)
 
+        # Only what is needed per block: no callback without a live view, no decoding without a secret.
+        watch = on_output if live is not None or self.hooks.live_stdout else None
+        redact = self.ctx.log.scrub if self.ctx.log.secrets else None
         try:
             res = run_shell(cmd, self.ctx.root, timeout=self.cfg.timeout, env=step_env(self.ctx),
-                            on_output=on_output, tee=out_file, redact=self.ctx.log.scrub)
+                            on_output=watch, tee=out_file, redact=redact, kept=shown)
         finally:
             if live is not None:
                 live.close(out_file)

@@ -70,3 +70,17 @@ def test_live_lines_are_throttled_and_the_last_ones_shown() -> None:
     assert shown[:2] == ["  → 1", "  → 2"]
     assert shown[2] == "  → ... 993 lines not shown (the whole output is in out.log)"
     assert shown[3:] == [f"  → {k}" for k in range(996, 1001)]
+
+
+def test_the_callers_tail_holds_the_output_of_an_interrupted_command(tmp_path: Path) -> None:
+    kept = Tail(1024)
+    res = run_shell("echo before the hang; sleep 30", tmp_path, timeout=1, kept=kept)
+    assert res.timed_out
+    assert kept.text() == "before the hang\n" == res.output
+
+
+def test_without_secrets_or_a_live_view_the_bytes_pass_untouched(tmp_path: Path) -> None:
+    tee = tmp_path / "out.log"
+    res = run_shell("printf 'ok \\377\\376 raw\\n'", tmp_path, tee=tee)
+    assert tee.read_bytes() == b"ok \xff\xfe raw\n"  # nothing decoded, nothing replaced
+    assert res.output == "ok \ufffd\ufffd raw\n"
