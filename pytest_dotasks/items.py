@@ -132,6 +132,9 @@ class StepItem(pytest.Item):
             return prompt if new is None else str(new)
 
         ctx.extra["adjust_prompt"] = adjust
+        recording = self.config.pluginmanager.get_plugin("dotasks-recording")
+        for k, v in (recording.open_step(self, ctx) if recording is not None else {}).items():
+            self._prop(k, v)  # --record/--replay: the step's tape (replayed=true, cassette=PATH)
         self.runner = StepRunner(run, self._hooks(), ctx, self.cfg)
         from _pytest.fixtures import TopRequest
 

@@ -31,6 +31,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kwargs["action"] = opt.action
         else:
             kwargs["metavar"] = opt.metavar
+        if opt.const is not None:  # the value may be left out: --replay means --replay=strict
+            kwargs.update(nargs="?", const=opt.const)
         group.addoption(opt.flag, **kwargs)
         # A named, Literal-typed tag: mypy would otherwise try to read the inline
         # conditional as a TypeForm (addini's ``type`` also accepts types).
@@ -110,6 +112,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # are not this run's.
     for name in ("fixtures", "verdict"):
         config.pluginmanager.register(importlib.import_module(f"pytest_dotasks.{name}"), f"dotasks-{name}")
+    if settings.record or settings.replay or settings.record_missing:  # the cassette proxy (recording.py)
+        importlib.import_module("pytest_dotasks.recording").register(config, run)
 
 
 class _Defaults:
@@ -246,6 +250,9 @@ def _check_readiness(config: pytest.Config, run: Any) -> None:
     for spec_path, spec in run.parsed.items():
         found = selection_problems(spec, run.configs[spec_path], run.selected.get(spec_path, set()),
                                    run.settings, custom_agent=custom_agent)
+        recording = config.pluginmanager.get_plugin("dotasks-recording")
+        if recording is not None:  # --replay: a plan's cassette folder is missing
+            found += recording.readiness_problems(spec, run.configs[spec_path], run.selected.get(spec_path, set()))
         if found:
             problems[spec_path] = found
     if not problems:

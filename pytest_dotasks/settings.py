@@ -35,6 +35,17 @@ def _str(text: str) -> str:
     return str(text)
 
 
+def _replay_mode(text: str) -> str | None:
+    word = str(text).strip().lower()
+    if word in ("strict", "lenient"):
+        return word
+    if word in ("1", "true", "yes", "on"):
+        return "strict"
+    if word in ("0", "false", "no", "off"):
+        return None
+    raise ValueError("choose strict or lenient")
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def conv(text: str) -> str:
         if text not in choices:
@@ -53,6 +64,7 @@ class Option:
     convert: Callable[[str], Any] = _str
     action: str | None = None  # "store_true" for flags
     metavar: str | None = None
+    const: Any = None  # with a value that may be left out (--replay, --replay=lenient): the value then
 
     @property
     def ini(self) -> str:
@@ -109,6 +121,18 @@ OPTIONS: tuple[Option, ...] = (
            action="store_true"),
     Option("verify_mark", "--verify-mark", "With --verify: write the verdict into SPEC.md "
            "(a failed re-check becomes ✗ Failed).", default=False, action="store_true"),
+    Option("record", "--record", "Run agent steps for real and record each step's Messages API exchanges in a "
+           "cassette (cassettes/SPEC/step8.jsonl beside the plan; no credential in it). Default: off.",
+           default=False, action="store_true"),
+    Option("replay", "--replay", "Replay agent steps from their cassettes: no key, no network; their tools and "
+           "checks run for real. A request that differs from the recording fails the step; --replay=lenient "
+           "goes on with a warning. Default: off (strict when given without a value).",
+           convert=_replay_mode, const="strict", metavar="MODE"),
+    Option("record_missing", "--record-missing", "With --replay: a step with no cassette runs for real and is "
+           "recorded, instead of failing in pre-flight. Default: off.", default=False, action="store_true"),
+    Option("cassettes", "--cassettes", "Folder of cassettes, one sub-folder per plan (DIR/SPEC/step8.jsonl); "
+           "relative to the current directory, or to the ini file's folder in the ini. Default: cassettes "
+           "beside the plan.", metavar="DIR"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 

@@ -18,7 +18,15 @@ from pytest_dotasks.agent import definitions as defs
 from pytest_dotasks.agent import prompt as prompts
 from pytest_dotasks.agent.api_errors import explain_api_error
 from pytest_dotasks.agent.guard import Guard, describe
-from pytest_dotasks.agent.session import AgentPlan, Transcript, Usage, api_key_values, one_line, tool_environment
+from pytest_dotasks.agent.session import (
+    AgentPlan,
+    Transcript,
+    Usage,
+    api_key_values,
+    one_line,
+    step_environment,
+    tool_environment,
+)
 from pytest_dotasks.agent.tools import Grants, ToolResult, grants
 from pytest_dotasks.agent.workspace import Workspace
 from pytest_dotasks.errors import BodyFailed
@@ -58,7 +66,8 @@ def _verdict(outcome: _Outcome, name: str, usage: Usage, max_turns: object, budg
 
 
 def _new_client(ctx: StepContext, plan: AgentPlan) -> anthropic.Anthropic:
-    if not any(os.environ.get(k) for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE")):
+    env = step_environment(ctx)  # os.environ, plus what the run adds (--record/--replay: the proxy, a placeholder key)
+    if not any(env.get(k) for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE")):
         ctx.log_event("main", "agent_error", "ANTHROPIC_API_KEY is not set", agent=plan.agent.name)
         raise BodyFailed(
             f"STEP {ctx.step.number}: the agent needs ANTHROPIC_API_KEY, which is not set [{ctx.task_id}]",
@@ -66,7 +75,8 @@ def _new_client(ctx: StepContext, plan: AgentPlan) -> anthropic.Anthropic:
                 "or give the step a run: command, or use --agent-backend claude-code / command")
     import anthropic  # only here: importing it costs seconds
 
-    return anthropic.Anthropic(max_retries=API_MAX_RETRIES)
+    return anthropic.Anthropic(max_retries=API_MAX_RETRIES, base_url=env.get("ANTHROPIC_BASE_URL") or None,
+                               api_key=env.get("ANTHROPIC_API_KEY") or None)
 
 
 def _log_start(ctx: StepContext, plan: AgentPlan, transcript: Transcript) -> None:

@@ -175,6 +175,7 @@ def claude_code_options(sdk: Any, ctx: StepContext, plan: AgentPlan, resume: str
     env = {k: v for k, v in step_environment(ctx).items() if k.startswith("DOTASKS_")}
     env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
     env["CLAUDE_CODE_SHELL_PREFIX"] = str(shell_prefix(ctx))
+    env.update(ctx.env)  # what the run adds: --record/--replay's proxy as ANTHROPIC_BASE_URL, a placeholder key
     wanted: dict[str, Any] = {
         # Claude Code's own system prompt knows its tools; ours (agent, skills, rules) is appended.
         "system_prompt": {"type": "preset", "preset": "claude_code", "append": plan.system},

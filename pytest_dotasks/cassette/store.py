@@ -133,6 +133,7 @@ class _Reader:
         self.header: Header | None = None
         self.ended = False
         self.lines: dict[int, int] = {}  # exchange -> the line of its request
+        self.open_blocks: set[Any] = set()  # content blocks of the current reply started and not yet stopped
 
     def fail(self, line: int | None, message: str, fix: str = RERECORD) -> CassetteError:
         return CassetteError(f"cassette {message}", path=self.path, line=line, fix=fix)
@@ -195,6 +196,7 @@ class _Reader:
                     request[key] = self.carried[key]
         self.exchanges.append(Exchange(n, method, path, str(entry.get("query") or ""), request, status=0))
         self.lines[n] = no
+        self.open_blocks = set()
 
     def _response(self, no: int, entry: dict[str, Any]) -> None:
         ex = self._current(no, entry, "a response to request")
@@ -213,7 +215,16 @@ class _Reader:
             raise self.fail(no, f"reply {ex.n} has a body and events; it was edited by hand")
         if "data" not in entry:
             raise self.fail(no, "event line lacks its 'data'; it was edited by hand")
-        ex.events.append((self._need(no, entry, "event", str), entry["data"]))
+        name, data = self._need(no, entry, "event", str), entry["data"]
+        index = data.get("index") if isinstance(data, dict) else None
+        if name == "content_block_start":
+            self.open_blocks.add(index)
+        elif name in ("content_block_delta", "content_block_stop") and index not in self.open_blocks:
+            raise self.fail(no, f"reply {ex.n} has a {name} for block {index} that never started; "
+                                "it was edited by hand")
+        if name == "content_block_stop":
+            self.open_blocks.discard(index)
+        ex.events.append((name, data))
 
     def _end(self, no: int, entry: dict[str, Any]) -> None:
         count = self._need(no, entry, "exchanges", int)
@@ -247,16 +258,9 @@ def stream_problem(ex: Exchange) -> str | None:
         return None
     if names[0] != "message_start" or names[-1] != "message_stop":
         return "does not run from message_start to message_stop; it was cut short or edited by hand"
-    open_blocks: set[Any] = set()
-    for name, data in ex.events:
-        index = data.get("index") if isinstance(data, dict) else None
-        if name == "content_block_start":
-            open_blocks.add(index)
-        elif name in ("content_block_delta", "content_block_stop") and index not in open_blocks:
-            return f"has a {name} for block {index} that never started; it was edited by hand"
-        if name == "content_block_stop":
-            open_blocks.discard(index)
-    return f"leaves block {min(open_blocks)} open; it was edited by hand" if open_blocks else None
+    started = sum(1 for name in names if name == "content_block_start")
+    stopped = sum(1 for name in names if name == "content_block_stop")
+    return "leaves a content block open; it was edited by hand" if started != stopped else None
 
 
 def read(path: Path) -> Cassette:

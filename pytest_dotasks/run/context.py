@@ -27,6 +27,7 @@ class StepContext:
     emit: Callable[[str], None] = print  # one live line for the terminal (shown under -v)
     properties: dict[str, Any] = dataclasses.field(default_factory=dict)  # -> JUnit properties
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # hook implementations' scratch
+    env: dict[str, str] = dataclasses.field(default_factory=dict)  # added to the step's environment (--record)
 
     def log_event(self, phase: str, event: str, message: str, **data: Any) -> None:
         self.log.event(self.task_id, message, step=self.step.number, phase=phase, event=event, **data)
@@ -69,4 +70,4 @@ def dotasks_env(task_id: str, step: int, spec_path: Path, root: Path) -> dict[st
 
 
 def step_env(ctx: StepContext) -> dict[str, str]:
-    return dotasks_env(ctx.task_id, ctx.step.number, ctx.spec_path, ctx.root)
+    return {**dotasks_env(ctx.task_id, ctx.step.number, ctx.spec_path, ctx.root), **ctx.env}
