@@ -206,12 +206,6 @@ STALE = """\
 """
 
 
-def _restore_is_wired() -> bool:
-    session = Path(__file__).resolve().parents[1] / "pytest_dotasks" / "session.py"
-    return "restore_lost_markers" in session.read_text(encoding="utf-8")
-
-
-@pytest.mark.xfail(not _restore_is_wired(), strict=False, reason="wired at session start by the lead")
 def test_markers_an_editor_overwrote_are_restored_by_the_next_run(pytester: pytest.Pytester) -> None:
     """A person opened SPEC.md before the run and saved after it: their buffer had no markers.
 
@@ -229,9 +223,12 @@ def test_markers_an_editor_overwrote_are_restored_by_the_next_run(pytester: pyte
     os.replace(swap, spec)
     res = pytester.runpytest("--spec", "SPEC.md", "-W", "ignore::pytest.PytestWarning")
     res.assert_outcomes(skipped=3)
+    res.stdout.fnmatch_lines(["*[[]RESTORED[]]*STEP 1*"])
     text = spec.read_text()
     assert text.endswith("\nA note the person wrote.\n")
     assert headers(text) == first
+    restored = [e for e in log_entries(pytester.path / ".task_execution.log") if e.get("event") == "marker_restored"]
+    assert sorted(e.get("message", "").split("STEP ")[1][0] for e in restored) == ["1", "2", "3"], restored
 
 
 def test_a_persons_own_change_to_a_header_is_respected_by_the_next_run(pytester: pytest.Pytester) -> None:

@@ -20,7 +20,9 @@ import json
 import os
 from pathlib import Path
 
-# Past this size the journal is compacted to the last entry of each step.
+# Past this size, and again each time it doubles, the journal is compacted to the last
+# entry of each step (doubling: a 10,000-step run's compacted journal is itself over
+# 1 MB, and must not be rewritten on every append).
 COMPACT_BYTES = 1 << 20
 
 
@@ -43,10 +45,12 @@ def append(real: Path, entry: Entry) -> None:
     line = json.dumps(dataclasses.asdict(entry), ensure_ascii=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line)
+        with open(path, "ab") as fh:
+            data = line.encode("utf-8")
+            fh.write(data)
             size = fh.tell()
-        if size > COMPACT_BYTES:
+        before = size - len(data)
+        if size > COMPACT_BYTES and (size // COMPACT_BYTES).bit_length() > (before // COMPACT_BYTES).bit_length():
             _compact(path)
     except OSError:
         pass  # the restore is lost, not the marker

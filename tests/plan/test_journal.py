@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dotasks.plan import journal, marking
+from pytest_dotasks.plan import filecas, journal, marking
 from pytest_dotasks.plan.marking import mark, restore_lost_markers
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO
 from pytest_dotasks.plan.specmd import parse_file
@@ -151,7 +151,7 @@ def test_restore_never_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     def broken(*a: object, **k: object) -> None:
         raise marking.MarkError("the plan kept changing", path=f)
 
-    monkeypatch.setattr(marking, "_write", broken)
+    monkeypatch.setattr(filecas, "write", broken)
     messages = restore_lost_markers(f)
     assert len(messages) == 1 and "could not restore markers" in messages[0] and "kept changing" in messages[0]
 

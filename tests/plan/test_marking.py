@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_dotasks.errors import MarkError
-from pytest_dotasks.plan import marking
+from pytest_dotasks.plan import filecas, fileops, marking
 from pytest_dotasks.plan.header import format_marker, parse_header, read_marker, render_header
 from pytest_dotasks.plan.marking import lock_path, mark, rewrite_header
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO
@@ -516,15 +516,15 @@ def test_temp_files_are_exclusive_and_random_and_leftovers_are_swept(tmp_path: P
     other = tmp_path / ".SPEC.md.notours.txt"
     other.write_text("a person's file")
     names: list[str] = []
-    real_mkstemp = marking.tempfile.mkstemp
+    real_mkstemp = fileops.tempfile.mkstemp
 
     def spy(**kw: object) -> tuple[int, str]:
         fd, name = real_mkstemp(**kw)  # type: ignore[call-overload]
         names.append(Path(name).name)
         return fd, name
 
-    monkeypatch.setattr(marking.tempfile, "mkstemp", spy)
-    monkeypatch.setattr(marking, "_swept", set())
+    monkeypatch.setattr(fileops.tempfile, "mkstemp", spy)
+    monkeypatch.setattr(fileops, "swept", set())
     mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
     mark(f, 2, STATUS_DONE, "task_2_00000000", TS)
     assert len(names) == 2 and names[0] != names[1]
@@ -550,12 +550,12 @@ def test_a_plan_whose_owner_a_new_file_cannot_take_is_written_in_place(tmp_path:
     """Another user's group-writable plan: a new file would be ours, so the file itself is rewritten."""
     f = plan_file(tmp_path)
     inode = f.stat().st_ino
-    monkeypatch.setattr(marking.os, "geteuid", lambda: f.stat().st_uid + 1)  # "not the owner"
+    monkeypatch.setattr(os, "geteuid", lambda: f.stat().st_uid + 1)  # "not the owner"
 
     def refuse(fd: int, uid: int, gid: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(marking.os, "fchown", refuse)
+    monkeypatch.setattr(os, "fchown", refuse)
     mark(f, 2, STATUS_FAILED, "task_2_00000000", TS)
     assert f.stat().st_ino == inode
     assert f.read_text() == f"# Plan\n\n- [ ] **STEP 1**: a\n- [ ] **STEP 2**: b ✗ Failed [task_id: task_2_00000000] [{TS}]\n\nNotes.\n"
@@ -610,13 +610,13 @@ def test_a_write_after_our_read_is_kept_and_the_mark_redone_on_it(tmp_path: Path
                                                                   how: str) -> None:
     f = plan_file(tmp_path)
     person = _Person(f, how=how)
-    real_temp = marking._temp_file
+    real_temp = fileops.temp_file
 
     def temp_then_person(*a: object) -> object:
         person()  # the person writes while our new text is being written
         return real_temp(*a)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(marking, "_temp_file", temp_then_person)
+    monkeypatch.setattr(fileops, "temp_file", temp_then_person)
     mark(f, 2, STATUS_DONE, "task_2_00000000", TS)
     assert f.read_text() == (f"# Plan\n\n- [ ] **STEP 1**: a\n- [x] **STEP 2**: b ✓ [task_id: task_2_00000000] [{TS}]"
                              "\n\nNotes.\nA person's line 0.\n")
@@ -624,11 +624,11 @@ def test_a_write_after_our_read_is_kept_and_the_mark_redone_on_it(tmp_path: Path
 
 def test_a_write_between_the_check_and_the_swap_is_swapped_back(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    if marking._renameat2() is None:
+    if fileops.renameat2() is None:
         pytest.skip("no renameat2 here")
     f = plan_file(tmp_path)
     person = _Person(f)
-    real_exchange = marking._exchange
+    real_exchange = fileops.exchange
     calls: list[str] = []
 
     def person_then_exchange(a: str, b: str) -> bool:
@@ -636,7 +636,7 @@ def test_a_write_between_the_check_and_the_swap_is_swapped_back(tmp_path: Path,
         person()  # lands after our check, before the swap: only the swapped-out file shows it
         return real_exchange(a, b)
 
-    monkeypatch.setattr(marking, "_exchange", person_then_exchange)
+    monkeypatch.setattr(fileops, "exchange", person_then_exchange)
     mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
     assert len(calls) == 3  # swap, swap back, swap again on the person's text
     assert f.read_text().endswith("\nNotes.\nA person's line 0.\n")
@@ -648,13 +648,13 @@ def test_without_rename_exchange_a_write_reaching_the_old_file_is_put_back(tmp_p
     f = plan_file(tmp_path)
     person = _Person(f)
     real_replace = os.replace
-    monkeypatch.setattr(marking, "_exchange", lambda a, b: False)  # macOS, or a file system without it
+    monkeypatch.setattr(fileops, "exchange", lambda a, b: False)  # macOS, or a file system without it
 
     def person_then_replace(a: str, b: object) -> None:
         person()  # into the old file, after our check
         real_replace(a, b)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(marking.os, "replace", person_then_replace)
+    monkeypatch.setattr(os, "replace", person_then_replace)
     mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
     text = f.read_text()
     assert text.endswith("\nNotes.\nA person's line 0.\n") and "✓ [task_id: task_1_00000000]" in text
@@ -664,14 +664,14 @@ def test_a_plan_that_never_stops_changing_is_a_mark_error_and_keeps_the_persons_
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = plan_file(tmp_path)
     person = _Person(f, times=100)
-    real_temp = marking._temp_file
+    real_temp = fileops.temp_file
 
     def temp_then_person(*a: object) -> object:
         person()
         return real_temp(*a)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(marking, "_temp_file", temp_then_person)
-    monkeypatch.setattr(marking, "CAS_ATTEMPTS", 4)
+    monkeypatch.setattr(fileops, "temp_file", temp_then_person)
+    monkeypatch.setattr(filecas, "CAS_ATTEMPTS", 4)
     with pytest.raises(MarkError) as info:
         mark(f, 1, STATUS_DONE, "task_1_00000000", TS)
     assert "kept changing" in info.value.message and info.value.fix and "as you left it" in info.value.fix
@@ -696,7 +696,7 @@ def test_a_late_append_to_the_replaced_file_is_carried_into_the_plan(tmp_path: P
     mark(f, 2, STATUS_FAILED, "task_2_11111111", TS)
     late.write("Written later still.\n")
     late.close()
-    marking._carry_late_writes()
+    filecas.carry_late_writes()
     assert f.read_text().endswith("Written late.\nWritten later still.\n")
 
 

@@ -245,3 +245,66 @@ def test_random_bytes_never_crash_parse_file(data: bytes) -> None:
         parse_file(f)
     except SpecError as exc:
         assert exc.path == f
+
+
+# ------------------------------------------------------------------ the marker's cache
+
+
+def cold_rewrite(text: str, number: int, status: str, tid: str) -> str | None:
+    """What a marker with no cache writes: parse, find the header line, re-render it."""
+    from pytest_dotasks.plan.header import parse_header, render_header
+    from pytest_dotasks.plan.specmd import header_lines
+
+    at = header_lines(text)
+    if number not in at:
+        return None
+    parts = re.split(r"(\r\n|\r|\n)", text)
+    k = 2 * at[number]
+    bom = "\ufeff" if k == 0 and parts[0].startswith("\ufeff") else ""
+    h = parse_header(parts[k][len(bom):])
+    assert h is not None
+    parts[k] = bom + render_header(h, status, tid, TS)
+    return "".join(parts)
+
+
+EDIT = st.one_of(
+    st.tuples(st.just("mark"), st.integers(1, 14), st.sampled_from([STATUS_DONE, STATUS_FAILED, STATUS_RUNNING])),
+    st.tuples(st.just("append"), st.lists(st.sampled_from(FRAGMENTS), max_size=3), st.sampled_from(["\n", "\r\n"])),
+    st.tuples(st.just("replace"), st.integers(0, 40), st.sampled_from(FRAGMENTS)),
+    st.tuples(st.just("insert"), st.integers(0, 40), st.sampled_from(FRAGMENTS)),
+    st.tuples(st.just("endings"), st.sampled_from(["\n", "\r\n", "\r"]), st.just(0)),
+)
+
+
+@settings(max_examples=SCALE or 150, deadline=None, database=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=20), st.lists(EDIT, max_size=14), st.booleans())
+def test_the_cached_marker_writes_what_a_cold_one_would(parts, edits, bom) -> None:  # type: ignore[no-untyped-def]
+    """Marks, a person's appends, same-shape edits, inserted lines and new line endings, in any
+    order: the cache (header lines kept across marks and appends, offsets shifted in place)
+    always finds the line a fresh parse finds."""
+    text = ("\ufeff" if bom else "") + "\n".join(parts) + "\n"
+    k = 0
+    for op, a, b in edits:
+        if op == "mark":
+            k += 1
+            tid = f"task_{a}_{k:08x}"
+            try:
+                expected = cold_rewrite(text, a, b, tid)
+            except SpecError:
+                continue
+            try:
+                got = rewrite_header(text, a, b, tid, TS)
+            except MarkError:
+                got = None
+            assert got == expected
+            if got is not None:
+                text = got
+        elif op == "append":
+            text += b.join(a) + (b if a else "")
+        elif op in ("replace", "insert"):
+            rows = re.split(r"(\r\n|\r|\n)", text)
+            i = 2 * (a % (len(rows) // 2 + 1))
+            rows[i:i + (op == "replace")] = [b, "\n"] if op == "insert" else [b]
+            text = "".join(rows)
+        else:
+            text = re.sub(r"\r\n|\r|\n", a, text)
