@@ -247,6 +247,26 @@ def test_option_mistakes_are_usage_errors(pytester: pytest.Pytester) -> None:
         assert res.ret == pytest.ExitCode.USAGE_ERROR and says in res.stderr.str(), res.stderr.str()
 
 
+def test_ini_twins_and_a_dry_run(pytester: pytest.Pytester, anthropic_stub: AnthropicStub,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    project(pytester.path / "plan")
+    pytester.makeini("[pytest]\ndotasks_spec = plan/SPEC.md\ndotasks_cassettes = recorded\n")
+    help_text = pytester.runpytest("--help").stdout.str()
+    for flag in ("--record ", "--replay=[MODE]", "--record-missing", "--cassettes=DIR"):
+        assert flag in help_text, flag
+    pytester.runpytest("--record", "--dry-run").assert_outcomes(skipped=1)
+    assert not (pytester.path / "recorded").exists() and anthropic_stub.message_requests == []  # --dry-run: nothing
+    anthropic_stub.reply(tool_use("Write", {"file_path": "hello.py", "content": "print('hi')\n"})).reply(text(SUCCESS))
+    pytester.runpytest("--record").assert_outcomes(passed=1)
+    assert (pytester.path / "recorded" / "SPEC" / "step1.jsonl").is_file()  # relative to the ini file's folder
+    reset(pytester.path / "plan", PLAN)
+    offline(monkeypatch)
+    pytester.makeini("[pytest]\ndotasks_spec = plan/SPEC.md\ndotasks_cassettes = recorded\ndotasks_replay = lenient\n")
+    res = pytester.runpytest("--junitxml=out.xml")
+    res.assert_outcomes(passed=1)
+    assert junit(pytester.path / "out.xml")["step1"]["replayed"] == "true"
+
+
 # ------------------------------------------------------------ bad cassettes: one line each, nothing marked done
 
 def test_damaged_or_foreign_cassettes_fail_preflight_in_one_line(
@@ -358,59 +378,79 @@ def test_a_claude_code_cassette_replays_through_the_real_cli(cc: CC, monkeypatch
 # ------------------------------------------------------------ fidelity: the Tinker plan's agent steps
 
 TINKER = Path(__file__).resolve().parents[1] / "pytest_dotasks" / "templates" / "tinker"
-ROWS = "import json; open('data/beethoven_source.jsonl', 'w').write(''.join(json.dumps({'speaker': 'Beethoven', " \
-       "'text': f'line {i}'}) + chr(10) for i in range(600)))"
+
+
+def rows(path: str, n: int, row: str) -> dict[str, Any]:
+    """A Bash call writing ``n`` JSON lines (``row``: a Python expression of ``i``)."""
+    code = f"import json; open('{path}', 'w').write(''.join(json.dumps({row}) + chr(10) for i in range({n})))"
+    return tool_use("Bash", {"command": f'python3 -c "{code}"'})
 
 
 def tinker_turns() -> Turns:
-    """What the agent does for STEPS 3-5 of the Tinker plan; STEP 5's prompt is too short for its check."""
+    """What the agent does for STEPS 3-7 of the Tinker plan; STEP 7 lets a system message leak (its check fails)."""
     schema = {"columns": ["character", "dialogue"], "characters": ["Beethoven", "Mozart"]}
-    prompt = "def get_character_prompt(name):\n    return 'You are ' + name + ', the composer.'\n\n" \
-             "CATEGORIES = ['music', 'life', 'vienna', 'deafness', 'rivals']\n"
+    voice = "Ludwig van Beethoven, composer of Vienna, " * 80
+    prompt = (f"VOICE = {voice!r}\n\ndef get_character_prompt(name):\n    return VOICE\n\n"
+              "CATEGORIES = ['music', 'life', 'vienna', 'deafness', 'rivals']\n")
+    teacher = ("{'question': f'q{i}', 'category': 'music', 'system_prompt': 'You are Beethoven.', "
+               "'teacher_response': f'I composed {i} sonatas.', 'prompt_tokens': 450}")
+    student = ("{'messages': [{'role': 'system', 'content': 'You are Beethoven.'}, {'role': 'user', 'content': 'q'}, "
+               "{'role': 'assistant', 'content': 'a'}]}")
     return {
         3: [tool_use("Write", {"file_path": "scripts/01_explore_dataset.py", "content": "print('explore')\n"}),
             tool_use("Write", {"file_path": "data/dataset_schema.json", "content": json.dumps(schema)})],
         4: [tool_use("Write", {"file_path": "scripts/02_extract_character.py", "content": "print('extract')\n"}),
-            tool_use("Bash", {"command": f'python3 -c "{ROWS}"'}),
+            rows("data/beethoven_source.jsonl", 600, "{'speaker': 'Beethoven', 'text': f'line {i}'}"),
             tool_use("Write", {"file_path": "data/character_stats.json",
                                "content": json.dumps({"rows": 600, "empty_fields": 0})})],
         5: [tool_use("Write", {"file_path": "character_prompts.py", "content": prompt})],
+        6: [tool_use("Write", {"file_path": "scripts/03_generate_teacher_data.py", "content": "print('gen')\n"}),
+            tool_use("Write", {"file_path": "data_generation_config.yaml", "content": "samples: 5000\n"}),
+            rows("data/questions.jsonl", 5000, "{'question': f'q{i}'}"),
+            rows("data/teacher_test.jsonl", 10, teacher)],
+        7: [tool_use("Write", {"file_path": "scripts/04_prepare_student_data.py", "content": "print('prep')\n"}),
+            rows("data/student_test.jsonl", 10, student)],
     }
 
 
 def tinker_plan(where: Path) -> str:
+    """The Tinker plan with STEPS 1 and 2 done (their outputs present): STEPS 3-7 are agent steps ready to run."""
     shutil.copytree(TINKER, where)
-    text_ = (where / "SPEC.md").read_text()
-    done = re.sub(r"- \[ \] (\*\*STEP 2\*\*:.*)", r"- [x] \1 ✓ [task_id: task_2_0badc0de] [2026-11-24T10:00:00]",
-                  text_, count=1)
-    (where / "SPEC.md").write_text(done)
-    (where / "requirements.txt").write_text("tinker\ndatasets\ntransformers\npyyaml\nanthropic\ntqdm\n")  # STEP 2's
-    return done
+    plan = (where / "SPEC.md").read_text()
+    for n in (1, 2):
+        plan = re.sub(rf"- \[ \] (\*\*STEP {n}\*\*:.*)", rf"- [x] \1 ✓ [task_id: task_{n}_0badc0de] [2026-11-24T10:00:00]",
+                      plan, count=1)
+    (where / "SPEC.md").write_text(plan)
+    (where / "requirements.txt").write_text("tinker\ndatasets\ntransformers\npyyaml\nanthropic\ntqdm\n")
+    (where / "tinker_models.txt").write_text("meta-llama/Llama-3.2-1B\nQwen/Qwen3-8B\n")
+    return plan
 
 
 def test_the_tinker_plans_agent_steps_replay_with_the_same_outcomes_and_marks(
-        pytester: pytest.Pytester, anthropic_stub: AnthropicStub, monkeypatch: pytest.MonkeyPatch) -> None:
+        pytester: pytest.Pytester, anthropic_stub: AnthropicStub, tinker_stub: object,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tinker  # noqa: F401 - imported once here: pytester's in-process runs would import it afresh each time
+
     laptop = pytester.path / "laptop"
     plan = tinker_plan(laptop)
     script(anthropic_stub, tinker_turns())
-    res = pytester.runpytest("--spec", "laptop/SPEC.md", "--steps", "3-5", "--record", "--junitxml=laptop.xml")
-    res.assert_outcomes(passed=2, failed=1)
+    res = pytester.runpytest("--spec", "laptop/SPEC.md", "--steps", "3-7", "--record", "--junitxml=laptop.xml")
+    res.assert_outcomes(passed=4, failed=1)
     assert anthropic_stub.violations == []
     recorded = marks(laptop / "SPEC.md")
-    assert recorded[2:5] == ["3:[x] ✓", "4:[x] ✓", "5:[ ] ✗ Failed"]
-    assert sorted(p.name for p in (laptop / "cassettes" / "SPEC").iterdir()) == \
-        ["step3.jsonl", "step4.jsonl", "step5.jsonl"]
+    assert recorded[2:7] == ["3:[x] ✓", "4:[x] ✓", "5:[x] ✓", "6:[x] ✓", "7:[ ] ✗ Failed"]
+    assert sorted(p.name for p in (laptop / "cassettes" / "SPEC").iterdir()) == [f"step{n}.jsonl" for n in range(3, 8)]
 
-    ci = copy_for_ci(laptop, pytester.path / "ci", plan)
+    ci = copy_for_ci(laptop, pytester.path / "ci", plan)  # Tinker (check: tinker) is not recorded: its stub stays
     offline(monkeypatch)
     seen = len(anthropic_stub.requests)
-    res = pytester.runpytest("--spec", "ci/SPEC.md", "--steps", "3-5", "--replay", "--junitxml=ci.xml")
-    res.assert_outcomes(passed=2, failed=1)
+    res = pytester.runpytest("--spec", "ci/SPEC.md", "--steps", "3-7", "--replay", "--junitxml=ci.xml")
+    res.assert_outcomes(passed=4, failed=1)
     assert len(anthropic_stub.requests) == seen
     assert marks(ci / "SPEC.md") == recorded
-    res.stdout.fnmatch_lines(["*STEP 5 post-validation failed*"])
+    res.stdout.fnmatch_lines(["*STEP 7 post-validation failed*", "*a system message leaked*"])
     before, after = junit(pytester.path / "laptop.xml"), junit(pytester.path / "ci.xml")
-    assert {name: p["replayed"] for name, p in after.items()} == {"step3": "true", "step4": "true", "step5": "true"}
+    assert {name: p["replayed"] for name, p in after.items()} == {f"step{n}": "true" for n in range(3, 8)}
+    same = ("input_tokens", "output_tokens", "turns", "failed_phase", "metric.empty_fields")
     for name in after:  # the same work, measured the same way
-        assert {k: after[name].get(k) for k in ("input_tokens", "output_tokens", "failed_phase", "metric.empty_fields")} \
-            == {k: before[name].get(k) for k in ("input_tokens", "output_tokens", "failed_phase", "metric.empty_fields")}
+        assert {k: after[name].get(k) for k in same} == {k: before[name].get(k) for k in same}, name

@@ -76,7 +76,7 @@ class Normalizer:
         for form, place in self.places:
             if form in value:
                 value = value.replace(form, place)
-        if value.startswith("x-anthropic-billing-header:"):
+        if "x-anthropic-billing-header:" in value:
             value = BILLING.sub(rf"\1 {PLACE_VOLATILE}", value)
         if self.task_ids and "task_" in value:
             value = TASK_ID.sub(PLACE_TASK, value)

@@ -109,11 +109,16 @@ class Tape:
                 text = text.replace(root, PLACE_ROOT)
         return text.replace(self.task_id, PLACE_TASK) if self.task_id in text else text
 
+    def what_matters(self, body: bytes) -> dict[str, Any]:
+        """A Messages request's essentials, normalised and scrubbed ({} for any other request)."""
+        data = parse_body(body)
+        if not isinstance(data, dict) or "messages" not in data:
+            return {}
+        return map_strings(self.normalizer.value(essentials(data)), self.scrub)
+
     def started(self, n: int, method: str, path: str, query: str, body: bytes) -> Exchange:
         """A request being forwarded (recording): what the cassette keeps of it."""
-        data = parse_body(body)
-        request = essentials(self.normalizer.value(data)) if isinstance(data, dict) and "messages" in data else {}
-        return Exchange(n, method, path, query, request, status=0)
+        return Exchange(n, method, path, query, self.what_matters(body), status=0)
 
     def finished(self, ex: Exchange, status: int, headers: dict[str, str], body: bytes | None,
                  events: list[sse.Event] | None) -> None:
@@ -174,11 +179,7 @@ class Tape:
         return self._reply(ex)
 
     def _compare(self, ex: Exchange, body: bytes) -> str | None:
-        if not ex.request:
-            return None
-        data = parse_body(body)
-        live = essentials(self.normalizer.value(data)) if isinstance(data, dict) else {}
-        return first_difference(ex.request, live)
+        return first_difference(ex.request, self.what_matters(body)) if ex.request else None
 
     def _reply(self, ex: Exchange) -> Reply:
         headers = dict(ex.headers)
