@@ -255,8 +255,9 @@ def test_state_deleted_while_a_dependent_waits_keeps_the_real_verdict(pytester: 
     spec = pytester.path / "SPEC.md"
     spec.write_text("""\
 - [ ] **STEP 1**: Train
-  - run: test -f go || sleep 60; echo weights > model.bin
+  - run: while [ ! -f go ]; do sleep 0.1; done; echo weights > model.bin
   - background: yes
+  - timeout: 120s
   - outputs: model.bin
 - [ ] **STEP 2**: Clean the folder mid-run
   - needs: none
