@@ -35,6 +35,6 @@ def dotasks_log(request: pytest.FixtureRequest) -> Any:
     log = item.run.log_for(item.spec_path)
 
     def write(message: str, phase: str = "preflight", event: str = "custom", **data: Any) -> None:
-        log.event(item.task_id, message, step=item.step.number, phase=phase, event=event, **data)
+        log.event(item.task_id, message, step=item.step.log_step, phase=phase, event=event, **data)
 
     return write

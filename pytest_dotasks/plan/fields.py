@@ -12,8 +12,8 @@ import re
 
 from pytest_dotasks.errors import SpecError
 from pytest_dotasks.plan.durations import parse_duration
-from pytest_dotasks.plan.header import MAX_STEP_DIGITS
-from pytest_dotasks.plan.model import KINDS, Field, Spec, Step, split_list
+from pytest_dotasks.plan.header import MAX_STEP_DIGITS, step_ident
+from pytest_dotasks.plan.model import KINDS, Field, Spec, Step, ident_of, number_of, split_list
 
 ADVISORY = "(advisory)"
 CRITICAL = "(critical)"
@@ -23,6 +23,10 @@ _MIN_RECORDS = re.compile(r"^(?P<glob>.+?)\s*>=\s*(?P<n>\d+)(?:\s*records?)?$")
 _MONITOR = re.compile(r"^(?P<path>\S+)(?:\s+every\s+(?P<every>\S+))?$", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z_]\w*$")
 _MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+# A 'needs:' entry: "3", "step 3", "2A", "T001", "T-001", "1.2", "T320-2".
+_NEED = re.compile(r"(?:step\s*)?(\d+[A-Za-z]?|T-?\d+(?:-\d+)?|\d+(?:\.\d+)+(?:-\d+)?)", re.IGNORECASE)
+_NUMBERED = re.compile(r"\d+[A-Za-z]?")
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _YES = {"yes", "true", "on", "1"}
 _NO = {"no", "false", "off", "0"}
 
@@ -109,7 +113,7 @@ DEFAULT_ALERTS = ("nan", "error", "failed", "Traceback")
 
 
 def _err(step: Step, f: Field, message: str, fix: str) -> SpecError:
-    return SpecError(f"STEP {step.number} field '{f.key}': {message}", path=step.path, line=f.line, fix=fix)
+    return SpecError(f"STEP {step.ident} field '{f.key}': {message}", path=step.path, line=f.line, fix=fix)
 
 
 def _clip(text: str, width: int = 24) -> str:
@@ -121,10 +125,13 @@ def _needs_of(step: Step, f: Field) -> list[int]:
         return []
     out: list[int] = []
     for part in split_list(f.value):
-        m = re.fullmatch(r"(?:step\s*)?(\d+)", part.strip(), re.IGNORECASE)
-        if not m or len(m.group(1)) > MAX_STEP_DIGITS:
-            raise _err(step, f, f"'{_clip(part)}' is not a step number", "write step numbers like 'needs: 3, 7' or 'none'")
-        out.append(int(m.group(1)))
+        m = _NEED.fullmatch(part.strip())
+        digits = m.group(1).rstrip(_LETTERS) if m else ""
+        if not m or len(digits) > MAX_STEP_DIGITS:
+            raise _err(step, f, f"'{_clip(part)}' is not a step number",
+                       "write step ids like 'needs: 3, 7', 'needs: 2A', 'needs: T001' or 'none'")
+        raw = m.group(1)
+        out.append(number_of(step_ident(raw) if _NUMBERED.fullmatch(raw) else raw))
     return out
 
 
@@ -132,6 +139,8 @@ def _needs(step: Step, previous: int | None) -> tuple[int, ...]:
     # Every 'needs:' bullet counts (checklist and detail section alike), as for the
     # other list fields; dropping all but the last would silently lose a dependency.
     bullets = [f for f in step.fields if f.key == "needs"]
+    if not bullets and step.default_needs is not None:
+        return tuple(number_of(i) for i in step.default_needs)
     if not bullets:
         return (previous,) if previous is not None else ()
     out: list[int] = []
@@ -318,11 +327,11 @@ def validate_spec(spec: Spec) -> dict[int, StepConfig]:
         for dep in cfgs[step.number].needs:
             if dep not in by_number:
                 raise SpecError(
-                    f"STEP {step.number} needs STEP {dep}, which is not in the plan",
-                    path=spec.path, line=_needs_line(step, dep), fix="fix the step number in 'needs:'",
+                    f"STEP {step.ident} needs STEP {ident_of(dep)}, which is not in the plan",
+                    path=spec.path, line=_needs_line(step, dep), fix="fix the step id in 'needs:'",
                 )
             if dep == step.number:
-                raise SpecError(f"STEP {step.number} needs itself", path=spec.path,
+                raise SpecError(f"STEP {step.ident} needs itself", path=spec.path,
                                 line=_needs_line(step, dep), fix="remove it from 'needs:'")
     _check_cycles(spec, cfgs)
     return cfgs
@@ -348,11 +357,11 @@ def _check_cycles(spec: Spec, cfgs: dict[int, StepConfig]) -> None:
                 nxt = deps[i]
                 if color[nxt] == GREY:
                     cyc = path[path.index(nxt):] + [nxt]
-                    lines = ", ".join(f"STEP {n} (line {by_number[n].line})" for n in cyc[:-1])
+                    lines = ", ".join(f"STEP {ident_of(n)} (line {by_number[n].line})" for n in cyc[:-1])
                     # Point at the 'needs:' that closes the cycle (the step's header
                     # when that edge is the default "previous step").
                     raise SpecError(
-                        "dependency cycle: " + " -> ".join(f"STEP {n}" for n in cyc) + f"; steps: {lines}",
+                        "dependency cycle: " + " -> ".join(f"STEP {ident_of(n)}" for n in cyc) + f"; steps: {lines}",
                         path=spec.path, line=_needs_line(by_number[node], nxt),
                         fix="remove one of these 'needs:' entries",
                     )

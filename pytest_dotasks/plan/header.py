@@ -12,18 +12,39 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO, Marker
+from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO, Marker, number_of
 
+# The label of a SPEC.md step as real plans write it (DESIGN.md section 9): "**STEP 8**:",
+# "**Step 8:**", "**Step 8: Title**" (title inside the bold), "**Step 8** — Title" (em or
+# en dash), "**Step 8**：Title" (fullwidth colon), "**Step 8** Title", "**Step 2A**".
+# Not "**STEP 1.5**", "**STEP -1**" or "**Step 1-2**" (the line scan warns about them).
+_SEP = "[:\uff1a\u2014\u2013]"
+_ID = r"(?P<n>\d+[A-Za-z]?)"
+LABEL = (
+    r"\*\*[ \t]*step[ \t]+" + _ID + r"(?:"
+    r"[ \t]*\*\*(?:[ \t]*(?:" + _SEP + r"|-(?=[ \t])))?"  # **Step 8**: / — / nothing
+    r"|[ \t]*" + _SEP + r"[ \t]*\*\*"  # **Step 8:**
+    r"|[ \t]*" + _SEP + r"(?P<inside>(?=[^*]*\*\*))"  # **Step 8: Title**
+    r")"
+)
 HEADER = re.compile(
-    r"^(?P<lead>[ \t]*[-*+][ \t]+\[)(?P<box>[ xX])(?P<mid>\][ \t]+"
-    r"(?:\*\*[ \t]*step[ \t]+(?P<n1>\d+)[ \t]*\*\*[ \t]*:|\*\*[ \t]*step[ \t]+(?P<n2>\d+)[ \t]*:[ \t]*\*\*))"
-    r"(?P<rest>.*)$",
+    r"^(?P<lead>[ \t]*[-*+][ \t]+\[)(?P<box>[ xX])(?P<mid>\][ \t]+" + LABEL + r")(?P<rest>.*)$",
     re.IGNORECASE | re.DOTALL,
 )
 # Checkbox + label as the inline text of a list item's first paragraph.
-INLINE_HEADER = re.compile(
-    r"^\[[ xX]\][ \t]+(?:\*\*[ \t]*step[ \t]+(\d+)[ \t]*\*\*[ \t]*:|\*\*[ \t]*step[ \t]+(\d+)[ \t]*:[ \t]*\*\*)",
-    re.IGNORECASE,
+INLINE_HEADER = re.compile(r"^\[[ xX]\][ \t]+" + LABEL, re.IGNORECASE)
+# Spec Kit's "- [ ] T001 [P] [US1] Text" ("T-001", "**T001**", "[P]" before the checkbox
+# or the id); any box character, only x/X is done. Kiro's "- [ ] 1.1 Text", "- [-] 1. Text",
+# "- [ ]* 2.3 Optional".
+SPECKIT_TASK = re.compile(
+    r"^(?P<lead>[ \t]*[-*+][ \t]+(?:\[P\][ \t]+)?\[)(?P<box>[^\]\n\r])(?P<mid>\][ \t]+(?:\[P\][ \t]+)?"
+    r"(?P<b>\*\*)?(?P<n>T-?\d{1,9})(?:\*\*)?(?=[ \t:]|$))(?P<rest>.*)$",
+    re.DOTALL,
+)
+KIRO_TASK = re.compile(
+    r"^(?P<lead>[ \t]*[-*+][ \t]+\[)(?P<box>[^\]\n\r])(?P<mid>\](?P<opt>\*)?[ \t]+"
+    r"(?P<n>\d{1,9}(?:\.\d{1,9}){0,8})\.?(?=[ \t]|$))(?P<rest>.*)$",
+    re.DOTALL,
 )
 SYMBOLS = {"✓": STATUS_DONE, "✗": STATUS_FAILED, "⏳": STATUS_RUNNING}
 # Step numbers up to 999,999,999: a longer number is no step (int() of thousands of
@@ -51,17 +72,44 @@ class Header:
     # The text between the label and the marker region exactly as written (spacing
     # included), so a rewrite changes nothing before the marker. None: " {title}".
     head: str | None = None
+    ident: str = ""  # "8", "2A", "T001", "1.1" ("" means str(number))
+    fmt: str = "specmd"
+    optional: bool = False  # Kiro's "- [ ]*"
+
+    @property
+    def done_box(self) -> str:
+        """What a done step's box holds: as written if done, else x (Spec Kit: X)."""
+        return self.box if self.box in "xX" else ("X" if self.fmt == "speckit" else "x")
 
     @property
     def marker(self) -> Marker:
         return read_marker(self.box, self.marker_text)
 
 
-def parse_header(line: str) -> Header | None:
-    """Split one header line (without its line ending). None if not a header."""
-    m = HEADER.match(line)
-    if not m or len(m.group("n1") or m.group("n2")) > MAX_STEP_DIGITS:
+def step_ident(raw: str) -> str:
+    """"08" -> "8", "2a" -> "2a": a plain number without its leading zeros."""
+    digits = raw.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+    return str(int(digits)) + raw[len(digits):]
+
+
+def parse_header(line: str, fmt: str | None = None) -> Header | None:
+    """Split one header line (without its line ending). None if not a header.
+
+    ``fmt`` None: any format's header line (the three never look alike).
+    """
+    m = HEADER.match(line) if fmt in (None, "specmd") else None
+    kind = "specmd"
+    if m is None and fmt in (None, "speckit"):
+        m, kind = SPECKIT_TASK.match(line), "speckit"
+    if m is None and fmt in (None, "kiro"):
+        m, kind = KIRO_TASK.match(line), "kiro"
+    if m is None:
         return None
+    raw = m.group("n")
+    if kind == "specmd":
+        if len(raw.rstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")) > MAX_STEP_DIGITS:
+            return None
+        raw = step_ident(raw)
     rest = m.group("rest")
     body = rest.rstrip(" \t")
     trailing = rest[len(body):]
@@ -85,15 +133,21 @@ def parse_header(line: str) -> Header | None:
         else:
             marker_text, head = "", body
         title = head
+    title = title.strip()
+    if kind == "specmd" and m.group("inside") is not None and title.endswith("**"):
+        title = title[:-2].rstrip()  # "**Step 8: Title**"
     return Header(
         lead=m.group("lead"),
         box=m.group("box"),
         label=m.group("mid"),
-        number=int(m.group("n1") or m.group("n2")),
-        title=title.strip(),
+        number=number_of(raw),
+        title=title,
         marker_text=marker_text.strip(),
         trailing=trailing,
         head=head,
+        ident=raw,
+        fmt=kind,
+        optional=kind == "kiro" and m.group("opt") is not None,
     )
 
 
@@ -145,7 +199,7 @@ def format_marker(status: str, task_id: str, timestamp: str, note: str = "") -> 
 
 def render_header(h: Header, status: str, task_id: str, timestamp: str, note: str = "") -> str:
     """The header line with a new checkbox and marker; all else as it was."""
-    box = ("x" if h.box == " " else h.box) if status == STATUS_DONE else " "
+    box = h.done_box if status == STATUS_DONE else " "
     head = h.head if h.head is not None else (f" {h.title}" if h.title else "")
     if not head.strip():
         # "**STEP 5**: ✗ Failed [...] [...] (exit 2)" would read back as the

@@ -17,6 +17,7 @@ from operator import ne
 from typing import Any
 
 from pytest_dotasks.plan.header import Header, parse_header
+from pytest_dotasks.plan.model import base_number
 
 BOM = "\ufeff"
 # Line breaks as markdown (and the plan grammar) count them.
@@ -176,7 +177,7 @@ class HeaderCache:
         if number is None or self._lines is None:
             return False
         old_h, new_h = header_at(self._lines, i), header_at(new, i)
-        return old_h is not None and new_h is not None and new_h.number == number and new_h.lead == old_h.lead
+        return old_h is not None and new_h is not None and new_h.number == base_number(number) and new_h.lead == old_h.lead
 
     def locate(self, text: str, number: int) -> tuple[int, int, int] | None:
         """(line index, start, end) of STEP ``number``'s header in ``text``, or None."""
@@ -189,7 +190,7 @@ class HeaderCache:
                 if i == 0 and line.startswith(BOM):
                     start, line = start + 1, line[1:]  # the BOM stays before the first line
                 h = parse_header(line)
-                if h is not None and h.number == number:
+                if h is not None and h.number == base_number(number):  # T320-2's line shows T320
                     return i, start, start + len(line)
             if self._complete:
                 return None

@@ -28,7 +28,7 @@ from pytest_dotasks.plan.filecas import LOCK_TIMEOUT, lock_path, spec_lock
 from pytest_dotasks.plan.header import parse_header, render_header
 from pytest_dotasks.plan.headercache import BOM, BREAK, cache_lock
 from pytest_dotasks.plan.headercache import cache as _cache
-from pytest_dotasks.plan.model import Marker
+from pytest_dotasks.plan.model import Marker, base_number, ident_of
 
 __all__ = ["LOCK_TIMEOUT", "lock_path", "mark", "read_marker", "reset_cache", "restore_lost_markers",
            "rewrite_header", "seed_cache", "spec_lock"]
@@ -81,13 +81,13 @@ def _rewrite(text: str, number: int, status: str, task_id: str, timestamp: str, 
     """(new text, header line before, header line after)."""
     found = _cache.locate(text, number)
     if found is None:
-        raise MarkError(f"STEP {number} is no longer in the file", path=path,
+        raise MarkError(f"STEP {ident_of(number)} is no longer in the file", path=path,
                         fix="the step was removed or renumbered during the run; its marker was not written")
     i, start, end = found
     before = text[start:end]
     h = parse_header(before)
-    if h is None or h.number != number:
-        raise MarkError(f"STEP {number}'s header line could not be read", path=path, line=i + 1)
+    if h is None or h.number != base_number(number):
+        raise MarkError(f"STEP {ident_of(number)}'s header line could not be read", path=path, line=i + 1)
     after = render_header(h, status, task_id, timestamp, note)
     new_text = text[:start] + after + text[end:]
     _cache.after_rewrite(new_text, i, after)
@@ -200,7 +200,7 @@ def _restore_locked(real: Path, shown: Path) -> list[str]:
     for n, i, after in restored:
         h = parse_header(after)
         marker = h.marker_text if h else after
-        out.append(f"{shown}:{i + 1}: STEP {n}'s marker was overwritten by an older copy of the plan "
+        out.append(f"{shown}:{i + 1}: STEP {ident_of(n)}'s marker was overwritten by an older copy of the plan "
                    f"(an editor's save?); restored from {where}: {marker}")
     return out
 

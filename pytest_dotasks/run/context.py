@@ -30,7 +30,7 @@ class StepContext:
     env: dict[str, str] = dataclasses.field(default_factory=dict)  # added to the step's environment (--record)
 
     def log_event(self, phase: str, event: str, message: str, **data: Any) -> None:
-        self.log.event(self.task_id, message, step=self.step.number, phase=phase, event=event, **data)
+        self.log.event(self.task_id, message, step=self.step.log_step, phase=phase, event=event, **data)
 
 
 @dataclasses.dataclass
@@ -63,11 +63,11 @@ def new_task_id(number: int | str) -> str:
     return f"task_{number}_{uuid.uuid4().hex[:8]}"
 
 
-def dotasks_env(task_id: str, step: int, spec_path: Path, root: Path) -> dict[str, str]:
+def dotasks_env(task_id: str, step: int | str, spec_path: Path, root: Path) -> dict[str, str]:
     """The environment of a step's commands: ours plus what tells them which task they serve."""
     return dict(os.environ, DOTASKS_TASK_ID=task_id, DOTASKS_STEP=str(step), DOTASKS_SPEC=str(spec_path),
                 DOTASKS_ROOT=str(root))
 
 
 def step_env(ctx: StepContext) -> dict[str, str]:
-    return {**dotasks_env(ctx.task_id, ctx.step.number, ctx.spec_path, ctx.root), **ctx.env}
+    return {**dotasks_env(ctx.task_id, ctx.step.ident, ctx.spec_path, ctx.root), **ctx.env}

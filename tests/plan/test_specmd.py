@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from pytest_dotasks.errors import SpecError
-from pytest_dotasks.plan import specmd
 from pytest_dotasks.plan.fields import config_of, configs, validate_spec
 from pytest_dotasks.plan.model import FIELD_NAMES, STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, STATUS_TODO
 from pytest_dotasks.plan.specmd import header_lines, iter_markers, parse_file, parse_text
@@ -78,7 +77,8 @@ def test_mixed_bullets_and_indented_list() -> None:
     ],
 )
 def test_not_a_step(line: str) -> None:
-    assert parse(line + "\n").steps == ()
+    spec = parse("- [ ] **STEP 9**: the one step\n\n" + line + "\n")
+    assert numbers(spec) == [9]
 
 
 def test_step_number_zero_is_an_error() -> None:
@@ -1022,7 +1022,9 @@ def test_a_parser_recursion_error_is_a_spec_error(monkeypatch: pytest.MonkeyPatc
         def parse(self, text: str) -> None:
             raise RecursionError
 
-    monkeypatch.setattr(specmd, "_markdown", lambda: Deep())
+    from pytest_dotasks.plan.formats import blocks
+
+    monkeypatch.setattr(blocks, "markdown", lambda: Deep())
     err = spec_error("- [ ] **STEP 1**: a\n")
     assert "too deeply" in err.message and err.fix and "flatten" in err.fix
 
@@ -1032,7 +1034,9 @@ def test_a_parser_recursion_error_is_a_spec_error(monkeypatch: pytest.MonkeyPatc
     [
         ("- [ ] STEP 2: no bold label", "write it as '- [ ] **STEP N**: Title'"),
         ("1. [ ] **STEP 2**: an ordered item", "write it as '- [ ] **STEP N**: Title'"),
-        ("- [ ] **Step 2** Title without a colon", "write it as '- [ ] **STEP N**: Title'"),
+        ("- [ ] **STEP 1.5**: a sub-number", "a step id is a whole number"),
+        ("- [ ] **STEP -1**: negative", "a step id is a whole number"),
+        ("1. [ ] **Step 2A**: ordered, lettered", "an ordered-list item"),
         ("  - [ ] **STEP 2**: indented under step 1", "inside STEP 1's description (line 1)"),
         ("- [ ] **STEP 1234567890**: a ten-digit number", "at most 9 digits"),
     ],
@@ -1050,7 +1054,7 @@ def test_a_line_that_looks_like_a_step_but_is_not_one_warns(line: str, why: str)
      "- [ ] Run **STEP 1**: label not first", "- [x] plain checkbox"],
 )
 def test_checkbox_lines_that_are_no_step_do_not_warn(line: str) -> None:
-    assert parse(line + "\n").warnings == ()
+    assert parse("- [ ] **STEP 9**: the one step\n\n" + line + "\n").warnings == ()
 
 
 def test_a_huge_step_number_never_crashes() -> None:
