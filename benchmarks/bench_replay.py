@@ -12,11 +12,12 @@ The aim is replay <= record. Against the real API the recording run also waits f
 so the ratio there is far lower than against a zero-latency stub. Also printed: how long the
 proxy takes to start and stop (it must start in milliseconds).
 
-Run: ``python benchmarks/bench_replay.py`` (about a minute here).
+Run: ``python benchmarks/bench_replay.py [--repeats N]`` (about a minute here with the default 3).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -30,8 +31,8 @@ from _common import child_env, header, machine, ms, pytest_cmd, run, table, work
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.stubs, pytest_dotasks
 
-from pytest_dotasks.cassette.proxy import Proxy  # noqa: E402
-from tests.stubs.anthropic_stub import API_KEY, AnthropicStub, Reply, text, tool_use  # noqa: E402
+from pytest_dotasks.cassette.proxy import Proxy
+from tests.stubs.anthropic_stub import API_KEY, AnthropicStub, Reply, text, tool_use
 
 N_STEPS = 8
 REPEATS = 3
@@ -87,6 +88,9 @@ def proxy_start_stop(n: int = 50) -> tuple[float, float]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=REPEATS)
+    repeats = ap.parse_args().repeats
     print("bench_replay:", machine())
     with workdir() as d, AnthropicStub() as stub:
         for _ in range(2000):
@@ -101,7 +105,7 @@ def main() -> None:
         timed(d, online)  # warm-up (.pyc caches)
         timed(d, online, "--record")  # the cassettes the replays read
         results: dict[str, list[tuple[float, float]]] = {"plain": [], "record": [], "replay": []}
-        for _ in range(REPEATS):  # interleaved, so a busy moment on the machine hits all three
+        for _ in range(repeats):  # interleaved, so a busy moment on the machine hits all three
             results["plain"].append(timed(d, online))
             results["record"].append(timed(d, online, "--record"))
             results["replay"].append(timed(d, offline, "--replay"))
@@ -109,7 +113,7 @@ def main() -> None:
         requests = sum(1 for x in (d / "cassettes" / "SPEC").glob("*.jsonl")
                        for line in x.read_text().splitlines() if '"type": "request"' in line)
         header(f"1. {N_STEPS} agent steps, {requests // N_STEPS} API requests and 3 tool calls each "
-               f"(median of {REPEATS}, min in brackets)")
+               f"(median of {repeats}, min in brackets)")
         med = statistics.median
         record = med(w for w, _ in results["record"])
         rows = []
