@@ -111,17 +111,16 @@ def credential_problems(agent_steps: list[Step], settings: Settings, environ: Ma
 
 def definition_problems(agent_steps: list[Step], cfgs: Mapping[int, StepConfig], settings: Settings,
                         root: Path) -> list[str]:
-    """Unknown or unloadable agents and skills that a selected agent step asks for."""
+    """Unknown or unloadable agents and skills that a selected agent step asks for. The agent
+    layer's own rules decide (``definitions.choose_agent``, ``select_skills``): a skill only the
+    agent names is a warning when the step runs, not a problem."""
     problems: dict[str, str] = {}
     for step in agent_steps:
         cfg = cfgs[step.number]
         name = cfg.agent or settings.agent
         explicit = cfg.agent is not None or settings.sources.get("agent", "default") != "default"
         try:
-            defs.find_agent(root, name)
-        except defs.AgentNotFound as exc:
-            if explicit or name != defs.DEFAULT_AGENT:
-                problems.setdefault(f"agent:{name}", f"STEP {step.number}: {exc.one_line()}")
+            defs.choose_agent(root, name, explicit=explicit)
         except DotasksError as exc:
             problems.setdefault(f"agent:{name}", f"STEP {step.number}: {exc.one_line()}")
         wanted = [*cfg.skills, *defs.split_names(settings.skills or "", key="skills")]

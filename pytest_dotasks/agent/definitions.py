@@ -1,45 +1,52 @@
 """Agent and skill definitions in Claude Code's formats, and the model alias table.
 
-An agent is ``.claude/agents/*.md``: YAML frontmatter (``name``, ``description``,
+An agent is ``.claude/agents/*.md``: frontmatter (``name``, ``description``,
 ``tools``, ``model``, ``skills``) and a body that is its system prompt. A skill is
-``.claude/skills/NAME/SKILL.md`` with frontmatter ``name`` and ``description``.
-Nothing here imports pytest or an SDK: the prompt builder, ``--dry-run`` and
-the sessions share it.
+``.claude/skills/NAME/SKILL.md`` with frontmatter ``name``, ``description`` and
+optionally ``allowed-tools``. Files are read as leniently as Claude Code reads
+them (``frontmatter``): a file with a survivable problem loads, with a
+``Problem`` saying what was done; a file that cannot be made sense of is kept
+as ``Broken`` and fails only a step that asks for what it may define.
+
+Loading returns data, never warnings: ``Catalog.warnings``, ``SkillChoice.warnings``
+and ``definition_warnings(root)`` (one per file, for the pytest face to warn
+at collection). The model alias table lives in ``models`` and is re-exported
+here. Nothing here imports pytest or an SDK: the prompt builder,
+``--dry-run``, readiness and the sessions share it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Generic, TypeVar
 
-from pytest_dotasks.errors import DotasksError
+from pytest_dotasks.agent.frontmatter import (
+    DefinitionError,
+    Frontmatter,
+    Problem,
+    declared_names,
+    read_frontmatter,
+    split_names,
+    text_value,
+)
+from pytest_dotasks.agent.models import (
+    DEFAULT_MODEL,
+    INHERIT,
+    MODEL_ALIASES,
+    alias_table,
+    parse_alias_lines,
+    resolve_model,
+)
+
+# Re-exported: callers use ``definitions`` alone.
+__all__ = ["DEFAULT_MODEL", "INHERIT", "MODEL_ALIASES", "DefinitionError", "Problem", "alias_table",
+           "parse_alias_lines", "resolve_model", "split_names"]
 
 AGENTS_DIR = Path(".claude") / "agents"
 SKILLS_DIR = Path(".claude") / "skills"
 DEFAULT_AGENT = "tinker-executor"
-DEFAULT_MODEL = "sonnet"
-
-# Current ids for the aliases Claude Code agent files use. Data, not code:
-# users override or extend it with the ini linelist ``dotasks_model_aliases``
-# (``sonnet = claude-sonnet-4-6``), see ``alias_table``. Taken from the model
-# list of anthropic 2.13, newest per tier (it marks claude-sonnet-4-5 deprecated,
-# end of life 2026-11-30, and no longer lists claude-opus-4-1).
-MODEL_ALIASES: dict[str, str] = {
-    "haiku": "claude-haiku-5-5",
-    "sonnet": "claude-sonnet-5-5",
-    "opus": "claude-opus-5-5",
-}
-# ``model: inherit`` in an agent file: use the caller's model.
-INHERIT = "inherit"
-
-
-class DefinitionError(DotasksError):
-    """An agent or skill file is malformed, or a named one does not exist."""
-
-    phase = "main"
 
 
 class AgentNotFound(DefinitionError):
@@ -55,10 +62,16 @@ class AgentDef:
     model: str | None = None  # alias, id, "inherit" or None
     skills: tuple[str, ...] = ()
     path: Path | None = None  # None for the built-in agents
+    skills_line: int = dataclasses.field(default=0, compare=False)  # where 'skills:' is written
+    warnings: tuple[Problem, ...] = dataclasses.field(default=(), compare=False)  # from reading the file
 
     @property
     def builtin(self) -> bool:
         return self.path is None
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem if self.path is not None else self.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +80,12 @@ class SkillDef:
     description: str
     body: str
     path: Path  # the SKILL.md file
+    allowed_tools: tuple[str, ...] | None = None  # frontmatter 'allowed-tools'; None: not given
+    warnings: tuple[Problem, ...] = dataclasses.field(default=(), compare=False)
+
+    @property
+    def stem(self) -> str:
+        return self.path.parent.name
 
     @property
     def files(self) -> list[Path]:
@@ -94,264 +113,267 @@ GENERAL_PURPOSE = dataclasses.replace(
 )
 
 
-# ------------------------------------------------------------ frontmatter
+# ------------------------------------------------------------ catalogs
 
-_KEY_LINE = re.compile(r"^([A-Za-z_][\w-]*)\s*:\s?(.*)$")
+T = TypeVar("T", AgentDef, SkillDef)
 
 
-def _lenient_frontmatter(text: str) -> dict[str, Any] | None:
-    """Top-level ``key: value`` lines, for frontmatter strict YAML rejects.
+@dataclasses.dataclass(frozen=True)
+class Broken:
+    """A definition file that cannot be loaded at all, and the names it seems to declare."""
 
-    Claude Code reads agent files whose descriptions carry unquoted colons
-    (``description: Use this agent when: ...``), which PyYAML refuses; those
-    files are real and must load. Continuation lines (indented) join the
-    previous value; ``- item`` lines make it a list. Returns None when a line
-    fits none of these shapes.
-    """
-    out: dict[str, Any] = {}
-    key: str | None = None
-    for raw in text.splitlines():
-        if not raw.strip() or raw.lstrip().startswith("#"):
+    error: DefinitionError
+    path: Path
+    names: frozenset[str] | None  # None: cannot tell (unreadable, or 'name' itself is broken)
+
+    def might_define(self, name: str, stem: str) -> bool:
+        return self.names is None or name in self.names or stem == name
+
+    def blame(self, kind: str, name: str) -> DefinitionError:
+        e = self.error
+        return DefinitionError(f"{kind} '{name}' cannot be loaded: {e.message}", path=e.path, line=e.line, fix=e.fix)
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalog(Generic[T]):
+    """Every definition in a folder: one per name (the first file by file name wins)."""
+
+    items: tuple[T, ...]
+    shadowed: tuple[T, ...] = ()  # later files whose name was taken: still found by file stem
+    broken: tuple[Broken, ...] = ()
+    warnings: tuple[Problem, ...] = ()  # each file's problems, and the duplicates
+
+    def find(self, name: str) -> T | None:
+        """By name first, then by file stem (the folder name for a skill)."""
+        for d in self.items:
+            if d.name == name:
+                return d
+        for d in self.items + self.shadowed:
+            if d.path is not None and d.stem == name:
+                return d
+        return None
+
+    def suspects(self, name: str) -> list[Broken]:
+        """Broken files that may be the definition of ``name``."""
+        return [b for b in self.broken if b.might_define(name, b.path.parent.name if b.path.name == "SKILL.md"
+                                                         else b.path.stem)]
+
+    def warnings_for(self, item: AgentDef | SkillDef) -> list[Problem]:
+        return [w for w in self.warnings if (item.path is not None and w.path == item.path) or w.subject == item.name]
+
+
+def _catalog(loaded: list[T], broken: list[Broken], kind: str) -> Catalog[T]:
+    items: list[T] = []
+    shadowed: list[T] = []
+    warnings: list[Problem] = []
+    for d in loaded:
+        warnings.extend(d.warnings)
+        first = next((x for x in items if x.name == d.name), None)
+        if first is None:
+            items.append(d)
             continue
-        m = _KEY_LINE.match(raw)
-        if m and not raw[0].isspace():
-            key, value = m.group(1), m.group(2).strip()
-            if value[:1] in ("[", "{") or (value[:1] in ("'", '"') and _unquote(value) == value):
-                return None  # a broken flow list or quote: the YAML error stands
-            out[key] = _unquote(value)
-        elif key is not None and raw[0].isspace():
-            item = raw.strip()
-            if item.startswith("- "):
-                prev = out.get(key)
-                out[key] = ([] if prev in ("", None) else prev if isinstance(prev, list) else [prev])
-                out[key].append(_unquote(item[2:].strip()))
-            elif isinstance(out[key], str):
-                out[key] = (out[key] + " " + item).strip()
-            else:
-                return None
-        else:
-            return None
-    return out
+        shadowed.append(d)
+        assert d.path is not None and first.path is not None
+        warnings.append(Problem(d.path, 1, f"{kind} '{d.name}' is also defined in {first.path}; that one is used "
+                                f"(the first by file name), this one is ignored", subject=d.name))
+    return Catalog(tuple(items), tuple(shadowed), tuple(broken), tuple(warnings))
 
 
-def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
-def parse_frontmatter(text: str, path: Path) -> tuple[dict[str, Any], str]:
-    """Split ``---`` YAML frontmatter from the body. No frontmatter: ({}, text)."""
-    import yaml  # type: ignore[import-untyped,unused-ignore]
-
-    text = text.removeprefix("\ufeff")
-    lines = text.splitlines(keepends=True)
-    if not lines or lines[0].strip() != "---":
-        return {}, text
-    for i in range(1, len(lines)):
-        if lines[i].strip() in ("---", "..."):
-            head = "".join(lines[1:i])
-            body = "".join(lines[i + 1:])
-            break
-    else:
-        raise DefinitionError("frontmatter opened with '---' is never closed", path=path, line=1,
-                              fix="end the frontmatter with a line '---'")
+def _read(path: Path, kind: str) -> tuple[str, Frontmatter]:
     try:
-        data = yaml.safe_load(head) if head.strip() else {}
-    except yaml.YAMLError as exc:
-        data = _lenient_frontmatter(head)
-        if data is None:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 2 if mark is not None else 1  # +1 for '---', +1 for 1-based
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise DefinitionError(f"invalid YAML frontmatter: {problem}", path=path, line=line,
-                                  fix="quote values that contain ': ' or '#'") from None
-    if not isinstance(data, dict):
-        raise DefinitionError(f"frontmatter is a {type(data).__name__}, not 'key: value' lines", path=path,
-                              line=2, fix="write 'name: ...' and 'description: ...' lines between the '---'")
-    return data, body.lstrip("\n")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DefinitionError(f"cannot read {kind}: {exc}", path=path) from None
+    return text, read_frontmatter(text, path)
 
 
-def split_names(value: Any, *, path: Path | None = None, key: str = "tools") -> tuple[str, ...]:
-    """``"Read, Bash"``, ``["Read", "Bash"]`` or None as a tuple of names.
-
-    Commas inside parentheses belong to the name (``Bash(git diff:*)``).
-    """
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):
-        parts, depth, cur = [], 0, ""
-        for ch in value:
-            if ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth = max(0, depth - 1)
-            if ch == "," and depth == 0:
-                parts.append(cur)
-                cur = ""
-            else:
-                cur += ch
-        parts.append(cur)
-        return tuple(p.strip() for p in parts if p.strip())
-    if isinstance(value, (list, tuple)):
-        out: list[str] = []
-        for item in value:
-            if not isinstance(item, (str, int, float)):
-                raise DefinitionError(f"'{key}' lists a {type(item).__name__}, not a name", path=path,
-                                      fix=f"write '{key}: Read, Bash' or a list of names")
-            out.extend(split_names(str(item), path=path, key=key))
-        return tuple(out)
-    raise DefinitionError(f"'{key}' is a {type(value).__name__}, not names", path=path,
-                          fix=f"write '{key}: Read, Bash' or a list of names")
-
-
-def _text(data: Mapping[str, Any], key: str, path: Path) -> str:
-    value = data.get(key)
-    if value is None:
-        return ""
-    if isinstance(value, (str, int, float)):
-        return str(value).strip()
-    raise DefinitionError(f"'{key}' is a {type(value).__name__}, not text", path=path,
-                          fix=f"write '{key}: some text'")
+def _load_all(paths: Iterable[Path], load: Callable[[Path], T], kind: str) -> Catalog[T]:
+    loaded: list[T] = []
+    broken: list[Broken] = []
+    for path in paths:
+        try:
+            loaded.append(load(path))
+        except DefinitionError as exc:
+            try:
+                names = declared_names(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError):
+                names = None
+            broken.append(Broken(exc, path, names))
+    return _catalog(loaded, broken, kind)
 
 
 # ------------------------------------------------------------ agents
 
 def load_agent(path: Path) -> AgentDef:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DefinitionError(f"cannot read agent definition: {exc}", path=path) from None
-    data, body = parse_frontmatter(text, path)
+    """One agent file. Raises DefinitionError only when it cannot be made sense of."""
+    _text, fm = _read(path, "agent definition")
+    problems = list(fm.problems)
+    if not fm.present:
+        problems.insert(0, Problem(path, 1, f"no frontmatter: the agent is named '{path.stem}' after the file and "
+                                   "the whole text is its prompt; add a '---' block with 'name:' and 'description:'"))
     tools: tuple[str, ...] | None = None
-    if data.get("tools") not in (None, "", "*"):
-        tools = split_names(data["tools"], path=path)
-    model = _text(data, "model", path) or None
+    if fm.data.get("tools") not in (None, "", "*"):
+        tools = split_names(fm.data["tools"], path=path, line=fm.line("tools"))
     return AgentDef(
-        name=_text(data, "name", path) or path.stem,
-        description=_text(data, "description", path),
-        prompt=body.strip(),
+        name=text_value(fm, "name", path) or path.stem,
+        description=text_value(fm, "description", path),
+        prompt=fm.body.strip(),
         tools=tools,
-        model=model,
-        skills=split_names(data.get("skills"), path=path, key="skills"),
+        model=text_value(fm, "model", path) or None,
+        skills=split_names(fm.data.get("skills"), path=path, key="skills", line=fm.line("skills")),
         path=path,
+        skills_line=fm.line("skills"),
+        warnings=tuple(problems),
     )
 
 
-def load_agents(root: Path) -> tuple[list[AgentDef], list[DefinitionError]]:
-    """Every agent under ``root/.claude/agents`` (sorted by file name), and the files that failed."""
+def load_agents(root: Path) -> Catalog[AgentDef]:
+    """Every agent under ``root/.claude/agents`` (by file name), what could not be loaded, and the warnings."""
     folder = root / AGENTS_DIR
-    agents: list[AgentDef] = []
-    errors: list[DefinitionError] = []
-    if not folder.is_dir():
-        return agents, errors
-    for path in sorted(folder.glob("*.md")):
-        try:
-            agents.append(load_agent(path))
-        except DefinitionError as exc:
-            errors.append(exc)
-    return agents, errors
+    paths = sorted(folder.glob("*.md")) if folder.is_dir() else []
+    return _load_all(paths, load_agent, "agent")
 
 
-def find_agent(root: Path, name: str) -> AgentDef:
+def find_agent(root: Path, name: str, catalog: Catalog[AgentDef] | None = None) -> AgentDef:
     """The agent called ``name``: by frontmatter ``name`` first, then by file stem.
 
-    A malformed file raises only when the agent is not found among the others
-    (the broken file might be the one asked for); a missing agent raises with
-    the names that exist.
+    Not found: a file that cannot be loaded and may define it is blamed
+    (DefinitionError naming it); otherwise AgentNotFound with the names that exist.
     """
-    agents, errors = load_agents(root)
-    for agent in agents:
-        if agent.name == name:
-            return agent
-    for agent in agents:
-        if agent.path is not None and agent.path.stem == name:
-            return agent
-    if errors:
-        raise errors[0]
-    known = ", ".join(sorted({a.name for a in agents})) or "none"
+    cat = catalog if catalog is not None else load_agents(root)
+    agent = cat.find(name)
+    if agent is not None:
+        return agent
+    suspects = cat.suspects(name)
+    if suspects:
+        raise suspects[0].blame("agent", name)
+    known = ", ".join(sorted({a.name for a in cat.items})) or "none"
     raise AgentNotFound(f"agent '{name}' not found in {AGENTS_DIR}/ (defined: {known})", path=root / AGENTS_DIR,
                         fix=f"add {AGENTS_DIR}/{name}.md with 'name: {name}' or choose another with --agent or 'agent:'")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentChoice:
+    agent: AgentDef
+    note: str  # set when the built-in agent stands in for the missing default
+    catalog: Catalog[AgentDef]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [] if self.agent.builtin else self.catalog.warnings_for(self.agent)
+
+
+def choose_agent(root: Path, name: str, *, explicit: bool) -> AgentChoice:
+    """The agent a step runs. Only the default, asked for by nobody (not ``explicit``), falls back
+    to the built-in executor when no file defines it; a broken file that may define it never does."""
+    catalog = load_agents(root)
+    try:
+        return AgentChoice(find_agent(root, name, catalog), "", catalog)
+    except AgentNotFound:
+        if explicit or name != DEFAULT_AGENT:
+            raise
+    note = f"{name} not found in {AGENTS_DIR}/; built-in fallback"
+    return AgentChoice(BUILTIN_EXECUTOR, note, catalog)
 
 
 # ------------------------------------------------------------ skills
 
 def load_skill(path: Path) -> SkillDef:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DefinitionError(f"cannot read skill: {exc}", path=path) from None
-    data, body = parse_frontmatter(text, path)
+    _text, fm = _read(path, "skill")
+    problems = list(fm.problems)
+    if not fm.present:
+        problems.insert(0, Problem(path, 1, f"no frontmatter: the skill is named '{path.parent.name}' after its "
+                                   "folder and has no description; add a '---' block with 'name:' and "
+                                   "'description:'"))
+    key = "allowed-tools" if "allowed-tools" in fm.data else "allowed_tools"
+    allowed = fm.data.get(key)
     return SkillDef(
-        name=_text(data, "name", path) or path.parent.name,
-        description=_text(data, "description", path),
-        body=body.strip(),
+        name=text_value(fm, "name", path) or path.parent.name,
+        description=text_value(fm, "description", path),
+        body=fm.body.strip(),
         path=path,
+        allowed_tools=None if allowed in (None, "") else split_names(allowed, path=path, key=key, line=fm.line(key)),
+        warnings=tuple(problems),
     )
 
 
-def load_skills(root: Path) -> tuple[list[SkillDef], list[DefinitionError]]:
+def load_skills(root: Path) -> Catalog[SkillDef]:
     folder = root / SKILLS_DIR
-    skills: list[SkillDef] = []
-    errors: list[DefinitionError] = []
-    if not folder.is_dir():
-        return skills, errors
-    for path in sorted(folder.glob("*/SKILL.md")):
-        try:
-            skills.append(load_skill(path))
-        except DefinitionError as exc:
-            errors.append(exc)
-    return skills, errors
+    paths = sorted(folder.glob("*/SKILL.md")) if folder.is_dir() else []
+    return _load_all(paths, load_skill, "skill")
 
 
-def select_skills(root: Path, wanted: Iterable[str]) -> tuple[list[SkillDef], list[SkillDef]]:
-    """(skills given in full, in the order asked; every other skill).
+@dataclasses.dataclass(frozen=True)
+class SkillChoice:
+    full: tuple[SkillDef, ...]  # given in full, in the order asked
+    listed: tuple[SkillDef, ...]  # every other skill: listed by name and description
+    warnings: tuple[Problem, ...] = ()
 
-    A skill is found by frontmatter ``name``, then by folder name. One asked
-    for and missing raises, naming the skills that exist.
+
+def _missing_skill(root: Path, name: str, cat: Catalog[SkillDef]) -> DefinitionError:
+    suspects = cat.suspects(name)
+    if suspects:
+        return suspects[0].blame("skill", name)
+    known = ", ".join(sorted(s.name for s in cat.items)) or "none"
+    return DefinitionError(f"skill '{name}' not found in {SKILLS_DIR}/ (defined: {known})", path=root / SKILLS_DIR,
+                           fix=f"add {SKILLS_DIR}/{name}/SKILL.md or remove it from skills")
+
+
+def select_skills(root: Path, wanted: Iterable[str], agent: AgentDef | None = None) -> SkillChoice:
+    """The skills given in full: ``agent``'s, then ``wanted`` (the step's ``skills:`` and ``--skills``).
+
+    A skill is found by frontmatter ``name``, then by folder name. One in
+    ``wanted`` that is missing (or cannot be loaded) raises DefinitionError; one
+    only the agent names is a warning, and the step runs without it.
     """
-    skills, errors = load_skills(root)
+    cat = load_skills(root)
+    required = list(dict.fromkeys(wanted))
+    optional = [n for n in dict.fromkeys(agent.skills if agent is not None else ()) if n not in required]
     full: list[SkillDef] = []
-    for name in dict.fromkeys(wanted):  # unique, order kept
-        match = next((s for s in skills if s.name == name), None) or next(
-            (s for s in skills if s.path.parent.name == name), None)
+    warnings: list[Problem] = []
+    for name in dict.fromkeys([*(agent.skills if agent is not None else ()), *required]):
+        match = cat.find(name)
         if match is None:
-            if errors:
-                raise errors[0]
-            known = ", ".join(sorted(s.name for s in skills)) or "none"
-            raise DefinitionError(f"skill '{name}' not found in {SKILLS_DIR}/ (defined: {known})",
-                                  path=root / SKILLS_DIR,
-                                  fix=f"add {SKILLS_DIR}/{name}/SKILL.md or remove it from skills")
+            problem = _missing_skill(root, name, cat)
+            if name not in optional:
+                raise problem
+            assert agent is not None and agent.path is not None
+            warnings.append(Problem(agent.path, agent.skills_line, f"agent '{agent.name}' names skill '{name}', "
+                                    f"which cannot be used: {problem.one_line()}; the step runs without it"))
+            continue
         if match not in full:
             full.append(match)
-    rest = [s for s in skills if s not in full]
-    return full, rest
+            warnings.extend(cat.warnings_for(match))
+    return SkillChoice(tuple(full), tuple(s for s in cat.items if s not in full), tuple(dict.fromkeys(warnings)))
 
 
-# ------------------------------------------------------------ models
+# ------------------------------------------------------------ warnings for the whole folder
 
-def parse_alias_lines(lines: Iterable[str]) -> dict[str, str]:
-    """``alias = model-id`` lines (the ini linelist) as a dict; ``#`` comments allowed."""
-    out: dict[str, str] = {}
-    for raw in lines:
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        alias, sep, model = line.partition("=")
-        if not sep or not alias.strip() or not model.strip():
-            raise DefinitionError(f"dotasks_model_aliases: cannot read {raw.strip()!r}",
-                                  fix="write one 'alias = model-id' per line, e.g. 'opus = claude-opus-4-5'")
-        out[alias.strip().lower()] = model.strip()
+def definition_warnings(root: Path) -> list[Problem]:
+    """Every problem of ``root``'s ``.claude/agents`` and ``.claude/skills``, one Problem per file.
+
+    For the pytest face to warn once per file at collection: files read
+    leniently, duplicate names, files that cannot be loaded at all (a step
+    asking for them fails), and skills an agent names that are not installed.
+    """
+    agents, skills = load_agents(root), load_skills(root)
+    problems = [*agents.warnings, *skills.warnings]
+    for cat, kind in ((agents, "agent"), (skills, "skill")):
+        for b in cat.broken:
+            problems.append(Problem(b.path, b.error.line or 1, f"cannot be loaded: {b.error.message}"
+                                    + (f" ({b.error.fix})" if b.error.fix else "")
+                                    + f"; a step that asks for this {kind} fails"))
+    for agent in (*agents.items, *agents.shadowed):
+        for name in agent.skills:
+            if skills.find(name) is None and agent.path is not None:
+                problems.append(Problem(agent.path, agent.skills_line, f"skill '{name}' is not installed "
+                                        f"({SKILLS_DIR}/{name}/SKILL.md); the agent runs without it"))
+    by_file: dict[Path, list[Problem]] = {}
+    for p in problems:
+        by_file.setdefault(p.path, []).append(p)
+    out = []
+    for path, found in by_file.items():
+        found.sort(key=lambda p: p.line)
+        rest = "".join(f"; line {p.line}: {p.message}" for p in found[1:])
+        out.append(Problem(path, found[0].line, found[0].message + rest))
     return out
-
-
-def alias_table(override_lines: Iterable[str] = ()) -> dict[str, str]:
-    table = dict(MODEL_ALIASES)
-    table.update(parse_alias_lines(override_lines))
-    return table
-
-
-def resolve_model(name: str | None, override_lines: Iterable[str] = ()) -> str:
-    """An alias (haiku, sonnet, opus or one from the ini) as its model id; an id as itself."""
-    value = (name or DEFAULT_MODEL).strip()
-    return alias_table(override_lines).get(value.lower(), value)

@@ -14,9 +14,17 @@ prompts, with no session opened and nothing called.
 from __future__ import annotations
 
 from pytest_dotasks.agent import definitions as defs
-from pytest_dotasks.agent.session import plan_for
+from pytest_dotasks.agent.session import AgentPlan, plan_for
 from pytest_dotasks.errors import BodyFailed
 from pytest_dotasks.run.context import AgentSession, StepContext
+
+
+def report_warnings(ctx: StepContext, plan: AgentPlan) -> None:
+    """The definition files' problems that concern this step: a live line and a task-log event each."""
+    for w in plan.warnings:
+        shown = w.show(ctx.root)
+        ctx.emit(f"[WARN] {shown}")
+        ctx.log_event("main", "agent_warning", shown, path=str(w.path), line=w.line, agent=plan.agent.name)
 
 
 def open_session(ctx: StepContext) -> AgentSession:
@@ -26,6 +34,7 @@ def open_session(ctx: StepContext) -> AgentSession:
         plan = plan_for(ctx, native_tools=backend != "anthropic")
     except defs.DefinitionError as exc:
         raise BodyFailed(exc.message, path=exc.path, line=exc.line, fix=exc.fix) from None
+    report_warnings(ctx, plan)
     if backend == "anthropic":
         from pytest_dotasks.agent.anthropic_api import AnthropicSession
 
@@ -56,4 +65,5 @@ def render_prompt(ctx: StepContext) -> str:
         head.append(f"[skills] {', '.join(s.name for s in plan.full_skills)}")
     if plan.note:
         head.append(f"[note] {plan.note}")
+    head += [f"[warning] {w.show(ctx.root)}" for w in plan.warnings]
     return "\n".join(head + ["", "----- system prompt -----", plan.system, "", "----- prompt -----", plan.user])

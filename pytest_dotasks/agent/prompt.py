@@ -76,6 +76,8 @@ def skills_section(full: Sequence[SkillDef], listed: Sequence[SkillDef], root: P
         head = f"## Skill: {s.name}\n"
         if s.description:
             head += f"{s.description}\n"
+        if s.allowed_tools is not None:
+            head += f"Allowed tools (the skill's allowed-tools): {', '.join(s.allowed_tools) or 'none'}\n"
         files = s.files
         if files:
             head += "More material in this skill (Read it when needed): " + ", ".join(

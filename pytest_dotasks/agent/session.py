@@ -52,6 +52,7 @@ class AgentPlan:
     user: str
     alias_lines: tuple[str, ...] = ()
     note: str = ""  # e.g. the built-in agent stood in for a missing default
+    warnings: tuple[defs.Problem, ...] = ()  # the definition files' problems that concern this step
 
 
 def _alias_lines(ctx: StepContext) -> tuple[str, ...]:
@@ -64,35 +65,32 @@ def _alias_lines(ctx: StepContext) -> tuple[str, ...]:
 
 
 def plan_for(ctx: StepContext, *, native_tools: bool = False) -> AgentPlan:
-    """Resolve the step's agent, model, skills and prompts. Raises DefinitionError."""
+    """Resolve the step's agent, model, skills and prompts. Raises DefinitionError.
+
+    Skills the step (``skills:``) or ``--skills`` names must exist; one only the
+    agent names is a warning (``AgentPlan.warnings``) and the step runs without it.
+    """
     step, settings, root = ctx.step, ctx.settings, ctx.root
     name = step.value("agent") or settings.agent
     explicit = step.value("agent") is not None or settings.sources.get("agent", "default") != "default"
-    note = ""
-    try:
-        agent = defs.find_agent(root, name)
-    except defs.AgentNotFound:
-        # Only the default, asked for by nobody, falls back; a broken file never does.
-        if explicit or name != defs.DEFAULT_AGENT:
-            raise
-        agent = defs.BUILTIN_EXECUTOR
-        note = f"no agent '{name}' in {defs.AGENTS_DIR}/; using the built-in {agent.name}"
+    choice = defs.choose_agent(root, name, explicit=explicit)
+    agent = choice.agent
     lines = _alias_lines(ctx)
     agent_model = agent.model if agent.model and agent.model != defs.INHERIT else None
     model = defs.resolve_model(step.value("model") or settings.agent_model or agent_model, lines)
-    wanted = [*agent.skills, *step.items("skills"), *defs.split_names(settings.skills or "", key="skills")]
-    full, listed = defs.select_skills(root, wanted)
-    project_agents, _errors = defs.load_agents(root)
-    subagents = tuple(project_agents) + (defs.GENERAL_PURPOSE,)
+    wanted = [*step.items("skills"), *defs.split_names(settings.skills or "", key="skills")]
+    skills = defs.select_skills(root, wanted, agent)
+    subagents = (*choice.catalog.items, defs.GENERAL_PURPOSE)
     tool_grants = grants(agent.tools)
-    system = prompts.system_prompt(agent, full, listed, root=root, tool_names=tool_grants.names,
+    system = prompts.system_prompt(agent, skills.full, skills.listed, root=root, tool_names=tool_grants.names,
                                    native_tools=native_tools)
     user = prompts.step_prompt(step, ctx.task_id)
     adjust = ctx.extra.get("adjust_prompt")
     if adjust is not None:  # the pytest_dotasks_adjust_prompt hook, wired by the item
         user = adjust(user)
-    return AgentPlan(agent, model, tool_grants, tuple(full), tuple(listed), subagents, system,
-                     user, lines, note)
+    warnings = tuple(dict.fromkeys([*choice.warnings, *skills.warnings]))
+    return AgentPlan(agent, model, tool_grants, skills.full, skills.listed, subagents, system, user, lines,
+                     choice.note, warnings)
 
 
 # ------------------------------------------------------------ shared pieces

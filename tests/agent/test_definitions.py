@@ -103,7 +103,8 @@ def test_skills_given_in_full_and_the_rest_listed(root: Path) -> None:
     write_skill(root, "tinker-api", "How to call the Tinker API", "Use forward_backward then optim_step.")
     write_skill(root, "docs", "Writing reports", "Write short reports.")
     (root / ".claude/skills/tinker-api/examples.md").write_text("examples\n")
-    full, rest = defs.select_skills(root, ["tinker-api"])
+    choice = defs.select_skills(root, ["tinker-api"])
+    full, rest = choice.full, choice.listed
     assert [s.name for s in full] == ["tinker-api"] and [s.name for s in rest] == ["docs"]
     assert full[0].files == [root / ".claude/skills/tinker-api/examples.md"]
     agent = defs.AgentDef("x", "", "Agent body.")
@@ -116,7 +117,7 @@ def test_skills_given_in_full_and_the_rest_listed(root: Path) -> None:
 
 def test_skill_found_by_folder_name_and_missing_skill_error(root: Path) -> None:
     write_skill(root, "folder-name", "d", "b", name="Pretty Name")
-    assert defs.select_skills(root, ["folder-name"])[0][0].name == "Pretty Name"
+    assert defs.select_skills(root, ["folder-name"]).full[0].name == "Pretty Name"
     with pytest.raises(defs.DefinitionError, match=r"skill 'nope' not found .*defined: Pretty Name"):
         defs.select_skills(root, ["nope"])
 
