@@ -20,6 +20,7 @@ from pytest_dotasks.agent.api_errors import explain_api_error
 from pytest_dotasks.agent.guard import Guard, describe
 from pytest_dotasks.agent.session import (
     AgentPlan,
+    PlanSession,
     Transcript,
     Usage,
     api_key_values,
@@ -113,7 +114,7 @@ def _find_subagent(plan: AgentPlan, kind: str) -> defs.AgentDef | None:
         (a for a in plan.subagents if a.path is not None and a.path.stem == kind), None)
 
 
-class AnthropicSession:
+class AnthropicSession(PlanSession):
     """Our tool-use loop over the Messages API.
 
     Written by hand over ``client.messages.stream`` rather than with the SDK's

@@ -49,6 +49,7 @@ from pytest_dotasks.agent import guard
 from pytest_dotasks.agent import prompt as prompts
 from pytest_dotasks.agent.session import (
     AgentPlan,
+    PlanSession,
     Transcript,
     Usage,
     api_key_values,
@@ -261,7 +262,7 @@ def key_rejected(ctx: StepContext, status: int | None, detail: str, source: str 
                       else "log in again (run `claude`, then /login) or export ANTHROPIC_API_KEY")
 
 
-class ClaudeCodeSession:
+class ClaudeCodeSession(PlanSession):
     """Claude Code through ``claude_agent_sdk.ClaudeSDKClient``; retries resume the same session."""
 
     def __init__(self, ctx: StepContext, plan: AgentPlan) -> None:

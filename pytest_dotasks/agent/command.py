@@ -23,6 +23,7 @@ from pytest_dotasks.agent import prompt as prompts
 from pytest_dotasks.agent.guard import Guard, describe
 from pytest_dotasks.agent.session import (
     AgentPlan,
+    PlanSession,
     Transcript,
     api_key_values,
     combined_prompt,
@@ -41,7 +42,7 @@ def render_command(template: str, prompt_text: str, prompt_file: str) -> str:
     return template.replace("{prompt_file}", shlex.quote(prompt_file)).replace("{prompt}", shlex.quote(prompt_text))
 
 
-class CommandSession:
+class CommandSession(PlanSession):
     """A CLI agent per attempt; its exit code and its STEP RESULT line decide."""
 
     def __init__(self, ctx: StepContext, plan: AgentPlan) -> None:

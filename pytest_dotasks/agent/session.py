@@ -93,6 +93,25 @@ def plan_for(ctx: StepContext, *, native_tools: bool = False) -> AgentPlan:
                      choice.note, warnings)
 
 
+class PlanSession:
+    """What every session built from an ``AgentPlan`` tells the step: the agent that actually runs.
+
+    ``agent_name`` and ``note`` are optional parts of the session interface
+    (``run.phases`` reads them with ``getattr``): a session from a
+    ``pytest_dotasks_agent_session`` hook may lack them.
+    """
+
+    plan: AgentPlan
+
+    @property
+    def agent_name(self) -> str:
+        return self.plan.agent.name
+
+    @property
+    def note(self) -> str:
+        return self.plan.note
+
+
 # ------------------------------------------------------------ shared pieces
 
 class Transcript:

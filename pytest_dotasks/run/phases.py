@@ -286,10 +286,15 @@ class StepRunner:
         return BodyResult(True, f"`{cmd}` exited 0", res.output)
 
     def _run_agent(self, feedback: str | None) -> BodyResult:
+        """The agent's attempt. The live line names the agent that actually runs: the session's
+        optional ``agent_name`` and ``note`` (the built-in agent standing in for a missing one), else
+        the one asked for (a session from a ``pytest_dotasks_agent_session`` hook may lack them)."""
         if self.session is None:
             self.session = self.hooks.open_agent(self.ctx)
-        self.ctx.emit(f"[MAIN] Executing with {self.ctx.settings.agent} agent..." if feedback is None
-                      else "[MAIN] Sending the failure back to the agent...")
+        name = getattr(self.session, "agent_name", None) or self.ctx.step.value("agent") or self.ctx.settings.agent
+        note = getattr(self.session, "note", "")
+        self.ctx.emit(f"[MAIN] Executing with {name} agent{f' ({note})' if note else ''}..." if feedback is None
+                      else f"[MAIN] Sending the failure back to {name}...")
         result: BodyResult = self.session.run(feedback)
         return result
 

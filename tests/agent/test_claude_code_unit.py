@@ -92,3 +92,14 @@ def test_claude_codes_bash_prefix_unsets_the_agents_credentials(root: Path, monk
     unset = next(ln for ln in script.splitlines() if ln.startswith("unset "))
     assert {"ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"} <= set(unset.split()[1:])
     assert script.rstrip().endswith('-c "$@"') and "sk-ant-x" not in script
+
+
+def test_every_backend_tells_the_agent_that_runs(tmp_path: Path) -> None:
+    from tests.stubs.steps import make_project
+
+    (tmp_path / "bare").mkdir()
+    bare = make_project(tmp_path / "bare")  # no .claude/agents: the built-in agent runs
+    for backend in ("anthropic", "claude-code", "command"):
+        session = open_session(make_ctx(bare, cli={"agent_backend": backend}))
+        assert session.agent_name == "dotasks-executor", backend  # type: ignore[attr-defined]
+        assert session.note == "tinker-executor not found in .claude/agents/; built-in fallback"  # type: ignore[attr-defined]
