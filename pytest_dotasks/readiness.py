@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pytest_dotasks.agent import definitions as defs
+from pytest_dotasks.agent.pricing import settings_prices
 from pytest_dotasks.errors import DotasksError
 from pytest_dotasks.plan.fields import StepConfig
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_RUNNING, Spec, Step
@@ -111,10 +112,15 @@ def credential_problems(agent_steps: list[Step], settings: Settings, environ: Ma
 
 def definition_problems(agent_steps: list[Step], cfgs: Mapping[int, StepConfig], settings: Settings,
                         root: Path) -> list[str]:
-    """Unknown or unloadable agents and skills that a selected agent step asks for. The agent
-    layer's own rules decide (``definitions.choose_agent``, ``select_skills``): a skill only the
-    agent names is a warning when the step runs, not a problem."""
+    """Unknown or unloadable agents and skills that a selected agent step asks for, and an unusable
+    price table (--prices). The agent layer's own rules decide (``definitions.choose_agent``,
+    ``select_skills``): a skill only the agent names is a warning when the step runs, not a problem."""
     problems: dict[str, str] = {}
+    if agent_steps:
+        try:
+            settings_prices(settings)
+        except DotasksError as exc:
+            problems["prices"] = exc.one_line()
     for step in agent_steps:
         cfg = cfgs[step.number]
         name = cfg.agent or settings.agent

@@ -87,6 +87,14 @@ def write_summary(tr: Any, run: SummaryInput) -> None:
             cost += float(p.get("cost_usd", 0.0) or 0.0)
         if tokens_in or tokens_out:
             tr.write_line(f"  agent tokens: {tokens_in} in, {tokens_out} out; estimated cost ${cost:.4f}")
+            names = [n for n in ("max_run_cost", "max_cost") if run.settings.values.get(n) is not None]
+            if names:  # the run's spend (every plan, every worker) against the spending limits
+                from pytest_dotasks.agent.spending import money
+
+                limits = [f"--{n.replace('_', '-')} {money(run.settings.values[n])}"
+                          + (" per step" if n == "max_cost" else "") for n in names]
+                spent = sum(float(r.properties.get("cost_usd", 0.0) or 0.0) for r in run.records)
+                tr.write_line(f"  spent ${spent:.4f} of {', '.join(limits)}")
         log_path = run.log_path(Path(spec))
         shown = [r for r in recs if r.task_id and r.outcome in ("failed", "error")] or \
                 [r for r in recs if r.task_id and r.outcome != "skipped"]

@@ -35,6 +35,13 @@ def _str(text: str) -> str:
     return str(text)
 
 
+def _usd(text: str) -> float:
+    value = float(str(text).strip().lstrip("$"))
+    if not value > 0:
+        raise ValueError("must be an amount in USD above 0, e.g. 5 or 0.50")
+    return value
+
+
 def _replay_mode(text: str) -> str | None:
     word = str(text).strip().lower()
     if word in ("strict", "lenient"):
@@ -121,6 +128,14 @@ OPTIONS: tuple[Option, ...] = (
            action="store_true"),
     Option("verify_mark", "--verify-mark", "With --verify: write the verdict into SPEC.md "
            "(a failed re-check becomes ✗ Failed).", default=False, action="store_true"),
+    Option("max_cost", "--max-cost", "Spending limit per agent step in USD, from the usage the API reports and "
+           "the price table: once reached, the step sends no further request and fails. Default: none.",
+           convert=_usd, metavar="USD"),
+    Option("max_run_cost", "--max-run-cost", "Spending limit in USD for all agent steps of the run (every xdist "
+           "worker together); works as --max-cost. Default: none.", convert=_usd, metavar="USD"),
+    Option("prices", "--prices", "JSON price table shaped like the built-in prices.json; its families replace "
+           "or add to the built-in ones (relative to the current directory, or to the rootdir in the ini). "
+           "Default: none (the built-in table).", metavar="PATH"),
     Option("record", "--record", "Run agent steps for real and record each step's Messages API exchanges in a "
            "cassette (cassettes/SPEC/step8.jsonl beside the plan; no credential in it). Default: off.",
            default=False, action="store_true"),

@@ -9,7 +9,6 @@ talks to the API (it costs seconds to import).
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +27,12 @@ from pytest_dotasks.agent.session import (
     step_environment,
     tool_environment,
 )
+from pytest_dotasks.agent.spending import SpendLimits
 from pytest_dotasks.agent.tools import Grants, ToolResult, grants
 from pytest_dotasks.agent.workspace import Workspace
 from pytest_dotasks.errors import BodyFailed
 from pytest_dotasks.run.context import BodyResult, StepContext
+from pytest_dotasks.run.process import tail
 
 if TYPE_CHECKING:
     import anthropic
@@ -45,7 +46,7 @@ UNPARSABLE_TURNS = 3
 
 @dataclasses.dataclass
 class _Outcome:
-    kind: str  # success, failure, turns, budget, undeclared, refusal, done (sub-agent)
+    kind: str  # success, failure, turns, budget, cost, undeclared, refusal, done (sub-agent)
     text: str  # last assistant words
     reason: str = ""
 
@@ -61,9 +62,31 @@ def _verdict(outcome: _Outcome, name: str, usage: Usage, max_turns: object, budg
         return False, f"{name} ran out of turns ({max_turns} per attempt); last words: {words}"
     if outcome.kind == "budget":
         return False, f"{name} spent its token budget ({usage.total:,} of {budget:,} tokens); last words: {words}"
+    if outcome.kind == "cost":
+        return False, f"{name} stopped: {outcome.reason}; last words: {words}"
     if outcome.kind == "refusal":
         return False, f"the model refused to continue; last words: {words}"
     return False, f"{name} stopped without declaring a result; last words: {words}"
+
+
+def _stop(usage: Usage, limits: SpendLimits, budget: int, last_text: str) -> _Outcome | None:
+    """Why no further request may be sent: the token budget, or a spending limit (``spending``)."""
+    if usage.total >= budget:
+        return _Outcome("budget", last_text)
+    why = limits.reached(usage.cost_usd)
+    return _Outcome("cost", last_text, why) if why else None
+
+
+def _api_failure(ctx: StepContext, plan: AgentPlan, usage: Usage, transcript: Transcript, exc: Exception,
+                 model: str) -> BodyFailed:
+    """The step's failure when the API refused a request: logged, the usage so far kept."""
+    what, fix = explain_api_error(exc, model, API_MAX_RETRIES)
+    status = getattr(exc, "status_code", None)
+    msg = f"STEP {ctx.step.number}: {what} [{ctx.task_id}]"
+    transcript.write("error", status=status, message=msg)
+    ctx.log_event("main", "agent_error", msg, agent=plan.agent.name, status=status)
+    ctx.properties.update(usage.properties(plan.agent.name, plan.model))
+    return BodyFailed(msg, fix=fix)
 
 
 def _new_client(ctx: StepContext, plan: AgentPlan) -> anthropic.Anthropic:
@@ -135,7 +158,8 @@ class AnthropicSession(PlanSession):
         self.plan = plan
         self.settings = ctx.settings
         self.messages: list[dict[str, Any]] = []
-        self.usage = Usage()
+        self.usage = Usage(prices=plan.prices)
+        self.limits = SpendLimits(ctx)  # --max-cost, --max-run-cost
         self.attempt = 0
         self.tasks = 0  # Task sub-conversations so far
         self.console: list[str] = []  # what BodyResult.output shows
@@ -166,7 +190,10 @@ class AnthropicSession(PlanSession):
         outcome = self._converse(client, plan.agent.name, plan.model, req.system_blocks(plan.system),
                                  self._tool_params(plan.grants, depth=0), self.messages, self.workspace, depth=0,
                                  conversation="main")
-        return self._result(outcome)
+        result = self._result(outcome)
+        if outcome.kind == "cost":  # no retry can help: the limit stays reached
+            raise self.limits.failure(outcome.reason, outcome.text, detail=tail(result.output, 20))
+        return result
 
     def close(self) -> None:
         if self.client is not None:
@@ -189,7 +216,7 @@ class AnthropicSession(PlanSession):
 
     def _request(self, client: anthropic.Anthropic, agent: str, model: str, system: list[dict[str, Any]],
                  tools: list[dict[str, Any]], messages: list[dict[str, Any]], conversation: str) -> Any:
-        params = req.request_params(model, system, tools, messages)
+        params = req.request_params(model, system, tools, messages, self.plan.prices.family(model).max_output)
         # Each request line carries only the messages the transcript has not seen yet.
         seen = self._logged.get(conversation, 0)
         self.transcript.write("request", agent=agent, conversation=conversation, model=model,
@@ -202,7 +229,7 @@ class AnthropicSession(PlanSession):
                 with client.messages.stream(**params) as stream:
                     return stream.get_final_message()
             except anthropic.APIError as exc:
-                raise self._api_failure(exc, model) from None
+                raise _api_failure(self.ctx, self.plan, self.usage, self.transcript, exc, model) from None
             except TypeError as exc:
                 if "authentication" not in str(exc):
                     raise
@@ -222,15 +249,6 @@ class AnthropicSession(PlanSession):
                          f"{UNPARSABLE_TURNS} times in a row [{self.ctx.task_id}]",
                          fix=f"run the step again; the transcript {self.transcript.path} shows the replies")
 
-    def _api_failure(self, exc: Exception, model: str) -> BodyFailed:
-        what, fix = explain_api_error(exc, model, API_MAX_RETRIES)
-        status = getattr(exc, "status_code", None)
-        msg = f"STEP {self.ctx.step.number}: {what} [{self.ctx.task_id}]"
-        self.transcript.write("error", status=status, message=msg)
-        self.ctx.log_event("main", "agent_error", msg, agent=self.plan.agent.name, status=status)
-        self.ctx.properties.update(self.usage.properties(self.plan.agent.name, self.plan.model))
-        return BodyFailed(msg, fix=fix)
-
     def _converse(self, client: anthropic.Anthropic, agent: str, model: str, system: list[dict[str, Any]],
                   tools: list[dict[str, Any]], messages: list[dict[str, Any]], workspace: Workspace,
                   depth: int, conversation: str) -> _Outcome:
@@ -240,14 +258,16 @@ class AnthropicSession(PlanSession):
         nudged = False
         last_text = ""
         while True:
-            if self.usage.total >= budget:
-                return _Outcome("budget", last_text)
+            stop = _stop(self.usage, self.limits, budget, last_text)
+            if stop is not None:
+                return stop
             if turns >= max_turns:
                 return _Outcome("turns", last_text)
             t0 = time.monotonic()
             response = self._request(client, agent, model, system, tools, messages, conversation)
             turns += 1
             turn = self.usage.add(model, response.usage)
+            self.limits.record(turn["cost_usd"])
             content = [p for p in (req.as_param(b) for b in response.content) if p is not None]
             texts = req.printable("\n".join(b["text"] for b in content if b["type"] == "text").strip())
             calls = [b for b in content if b["type"] == "tool_use"]
@@ -267,12 +287,13 @@ class AnthropicSession(PlanSession):
                 seconds=round(time.monotonic() - t0, 3), total_tokens=self.usage.total, **turn)
             messages.append({"role": "assistant", "content": content or [{"type": "text", "text": "(no reply)"}]})
             if calls:
-                over = self.usage.total >= budget
-                results = [req.not_run(c, "the token budget is spent") if over else
+                stop = _stop(self.usage, self.limits, budget, last_text)
+                why = "the token budget is spent" if stop and stop.kind == "budget" else "the spending limit is reached"
+                results = [req.not_run(c, why) if stop else
                            self._call_tool(client, c, agent, model, workspace, depth) for c in calls]
                 messages.append({"role": "user", "content": results})
-                if over:
-                    return _Outcome("budget", last_text)
+                if stop is not None:
+                    return stop
                 continue
             if response.stop_reason == "max_tokens":
                 messages.append({"role": "user", "content": "Your reply was cut off at the output limit; continue."})
@@ -345,6 +366,7 @@ class AnthropicSession(PlanSession):
         if outcome.kind == "done":
             return ToolResult(report)
         why = {"turns": "ran out of turns", "budget": "the token budget is spent",
+               "cost": "the spending limit is reached",
                "refusal": "the model refused"}.get(outcome.kind, outcome.kind)
         return ToolResult(f"sub-agent {sub.name} stopped: {why}. Last words: {report}", is_error=True)
 

@@ -71,14 +71,17 @@ def tool_params(g: Grants, subagents: Iterable[tuple[str, str]], depth: int) -> 
 
 
 def request_params(model: str, system: list[dict[str, Any]], tools: list[dict[str, Any]],
-                   messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """``messages.stream`` arguments, the newest message carrying the moving breakpoint."""
+                   messages: list[dict[str, Any]], max_tokens: int | None = None) -> dict[str, Any]:
+    """``messages.stream`` arguments, the newest message carrying the moving breakpoint.
+
+    ``max_tokens``: the price table's ``max_output`` for the model (the built-in table's when None).
+    """
     last = dict(messages[-1])
     content = last["content"]
     blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
     blocks[-1] = cached(blocks[-1])
     last["content"] = blocks
-    params: dict[str, Any] = {"model": model, "max_tokens": model_family(model).max_output, "system": system,
+    params: dict[str, Any] = {"model": model, "max_tokens": max_tokens or model_family(model).max_output, "system": system,
                               "messages": [*messages[:-1], last]}
     if tools:
         params["tools"] = tools

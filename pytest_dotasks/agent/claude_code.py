@@ -12,7 +12,7 @@ How the CLI is run, and why:
   ``allowed_tools``. Granted tools run, anything else is denied at once (no
   one is there to answer a prompt). ``bypassPermissions`` is not used: the CLI
   refuses it as root, and it would also bypass the allow list.
-- Guard: a ``PreToolUse`` hook (for sub-agents too) refuses file tools outside
+- Guard (``claude_code_guard``): a ``PreToolUse`` hook (for sub-agents too) refuses file tools outside
   the project root and writes to protected paths (``guard.write_refusal``:
   the plan, the task log, ``.dotasks/``, the ini file, ``conftest.py``,
   ``.claude/``); around every other tool (Bash above all) ``guard.Guard``
@@ -22,6 +22,11 @@ How the CLI is run, and why:
   ``CLAUDE_CODE_SHELL_PREFIX``, a script we write that unsets the agent's own
   credentials unless the step names them in ``env:`` (the rule of
   ``session.tool_environment``; the CLI itself keeps them to log in).
+- Spending limits (``spending``): the CLI gets what the step may still spend
+  as ``max_budget_usd`` (its own cost estimate; an ``error_max_budget_usd``
+  result fails the step), and each reply's usage is counted between turns
+  with our price table, for the run's shared ledger too: once a limit is
+  reached the CLI is interrupted.
 - ``CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1``: no update checks,
   telemetry or session-title requests; only the agent's own API calls.
 - Errors: an error result (out of turns...) is a failed attempt like any
@@ -39,14 +44,12 @@ import concurrent.futures
 import dataclasses
 import importlib
 import os
-import shlex
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pytest_dotasks.agent import guard
 from pytest_dotasks.agent import prompt as prompts
+from pytest_dotasks.agent.claude_code_guard import ToolGuard, shell_prefix
 from pytest_dotasks.agent.session import (
     AgentPlan,
     PlanSession,
@@ -55,8 +58,8 @@ from pytest_dotasks.agent.session import (
     api_key_values,
     one_line,
     step_environment,
-    tool_environment,
 )
+from pytest_dotasks.agent.spending import SpendLimits
 from pytest_dotasks.errors import BodyFailed
 from pytest_dotasks.run.context import BodyResult, StepContext
 
@@ -64,10 +67,6 @@ T = TypeVar("T")
 CLAUDE_CODE_EXTRA = "pip install 'pytest-dotasks[claude-code]'"
 CREDENTIALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")  # what the CLI logs in with
 LOGIN_FILE = "~/.claude/.credentials.json"  # where `claude` then /login keeps a login on Linux
-PATH_ARGS = {"Read": "file_path", "Write": "file_path", "Edit": "file_path", "MultiEdit": "file_path",
-             "NotebookEdit": "notebook_path", "Glob": "path", "Grep": "path"}
-WRITES = ("Write", "Edit", "MultiEdit", "NotebookEdit")
-READ_ONLY = ("Read", "Glob", "Grep", "TodoWrite", "ToolSearch")  # no snapshot of the protected set needed
 
 
 def import_claude_agent_sdk() -> Any:
@@ -91,85 +90,16 @@ def _run_async(factory: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
-# ------------------------------------------------------------ the Bash environment and the guard
-
-def shell_prefix(ctx: StepContext) -> Path:
-    """The script Claude Code runs each Bash command through: ``session.tool_environment``'s rule.
-
-    The agent's own credentials are unset, unless the step names them in ``env:``.
-    """
-    keep = tool_environment(ctx)
-    drop = sorted(k for k in step_environment(ctx) if k not in keep)
-    shell = os.environ.get("CLAUDE_CODE_SHELL") or shutil.which("bash") or "/bin/sh"
-    path = ctx.state_dir / "claude-code" / f"{ctx.task_id}.bash-env.sh"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    unset = f"unset {' '.join(drop)}\n" if drop else ""
-    path.write_text("#!/bin/sh\n# pytest-dotasks: Claude Code's Bash runs without the agent's own credentials\n"
-                    f"{unset}exec {shlex.quote(shell)} -c \"$@\"\n", encoding="utf-8")
-    path.chmod(0o755)
-    return path
-
-
-def file_refusal(tool: str, args: dict[str, Any], root: Path, protected: list[Path]) -> str | None:
-    """Why Claude Code's file tool may not touch the path it names, or None."""
-    raw = args.get(PATH_ARGS.get(tool, ""))
-    if not isinstance(raw, str) or not raw.strip():
-        return None
-    given = Path(os.path.expanduser(raw))
-    real = Path(os.path.realpath(given if given.is_absolute() else root / given))
-    if real != root and root not in real.parents:
-        return f"refused: {raw} is outside the project root {root}"
-    if tool not in WRITES:
-        return None
-    why = guard.write_refusal(real, protected, root)
-    if why is None and real.is_file() and not real.is_symlink() and real.stat().st_nlink > 1:
-        why = "it is a hard link, and its other names may be outside the project root"
-    return f"refused: {raw}: {why}" if why else None
-
-
-class ToolGuard:
-    """Claude Code's PreToolUse/PostToolUse hooks: refuse protected writes, undo what other tools changed."""
-
-    def __init__(self, ctx: StepContext, agent: str) -> None:
-        self.ctx, self.agent = ctx, agent
-        self.root = Path(os.path.realpath(ctx.root))
-        self.protected = guard.protected_paths(ctx)
-        self.guard = guard.Guard.for_step(ctx)
-        self.before: dict[str, guard.Snapshot] = {}
-
-    def hooks(self, sdk: Any) -> dict[str, Any]:
-        return {"PreToolUse": [sdk.HookMatcher(hooks=[self.pre], on_failure="block")],
-                "PostToolUse": [sdk.HookMatcher(hooks=[self.post])],
-                "PostToolUseFailure": [sdk.HookMatcher(hooks=[self.post])]}
-
-    async def pre(self, data: dict[str, Any], tool_use_id: str | None, context: Any) -> dict[str, Any]:
-        tool, args = str(data.get("tool_name", "")), data.get("tool_input") or {}
-        why = file_refusal(tool, args if isinstance(args, dict) else {}, self.root, self.protected)
-        if why is not None:
-            self.ctx.log_event("main", "agent_refused", f"{self.agent}: {tool} {why}", agent=self.agent, tool=tool)
-            return {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
-                                           "permissionDecisionReason": why}}
-        if tool not in READ_ONLY and tool not in WRITES:
-            self.before[tool_use_id or tool] = self.guard.snapshot()
-        return {}
-
-    async def post(self, data: dict[str, Any], tool_use_id: str | None, context: Any) -> dict[str, Any]:
-        before = self.before.pop(tool_use_id or str(data.get("tool_name", "")), None)
-        changes = self.guard.check(before) if before is not None else []
-        if not changes:
-            return {}
-        note = guard.describe(changes, self.root)
-        self.ctx.log_event("main", "agent_reverted", f"{self.agent}: {note.splitlines()[1]}", agent=self.agent,
-                           paths=[str(c.path) for c in changes])
-        return {"hookSpecificOutput": {"hookEventName": str(data.get("hook_event_name") or "PostToolUse"),
-                                       "additionalContext": note}}
-
-
 # ------------------------------------------------------------ options and outcomes
 
 def claude_code_options(sdk: Any, ctx: StepContext, plan: AgentPlan, resume: str | None,
-                        hooks: dict[str, Any] | None = None, stderr: Callable[[str], None] | None = None) -> Any:
-    """ClaudeAgentOptions for the step, passing only fields this SDK version knows."""
+                        hooks: dict[str, Any] | None = None, stderr: Callable[[str], None] | None = None,
+                        budget_usd: float | None = None) -> Any:
+    """ClaudeAgentOptions for the step, passing only fields this SDK version knows.
+
+    ``budget_usd``: what the step may still spend (``spending``), as the CLI's
+    ``--max-budget-usd`` (``max_budget_usd``, claude-agent-sdk 0.1 and later).
+    """
     names = list(plan.grants.names)
     allowed = [n for n in names if n != "Bash" or not plan.grants.bash_rules]
     allowed += [f"Bash({rule})" for rule in plan.grants.bash_rules]
@@ -191,6 +121,7 @@ def claude_code_options(sdk: Any, ctx: StepContext, plan: AgentPlan, resume: str
         "env": env,
         "hooks": hooks,
         "stderr": stderr,
+        "max_budget_usd": budget_usd,
     }
     known = {f.name for f in dataclasses.fields(sdk.ClaudeAgentOptions)}
     return sdk.ClaudeAgentOptions(**{k: v for k, v in wanted.items() if k in known and v is not None})
@@ -269,7 +200,8 @@ class ClaudeCodeSession(PlanSession):
         self.ctx = ctx
         self.plan = plan
         self.session_id: str | None = None
-        self.usage = Usage()
+        self.usage = Usage(prices=plan.prices)
+        self.limits = SpendLimits(ctx)  # --max-cost, --max-run-cost: the CLI's budget, and checked between turns
         self.attempt = 0
         self.console: list[str] = []
         ctx.log.add_secrets(api_key_values())
@@ -316,6 +248,7 @@ class ClaudeCodeSession(PlanSession):
         elif isinstance(msg, sdk.AssistantMessage):
             if getattr(msg, "error", None) == "authentication_failed" and msg.model == "<synthetic>":
                 state["no_login"] = True  # "Not logged in · Please run /login": the CLI sent nothing
+            self._count_turn(msg, state)
             for block in msg.content:
                 if isinstance(block, sdk.TextBlock) and block.text.strip():
                     state["last"] = block.text
@@ -328,12 +261,31 @@ class ClaudeCodeSession(PlanSession):
         elif isinstance(msg, sdk.ResultMessage):
             state["result"] = msg
 
+    def _count_turn(self, msg: Any, state: dict[str, Any]) -> None:
+        """A reply's usage (once per API message; Claude Code splits one into a message per block), counted
+        against the spending limits between turns: once one is reached, the CLI is stopped."""
+        usage, mid = getattr(msg, "usage", None), getattr(msg, "message_id", None)
+        if not usage or not self.limits.active or mid in state["turns"]:
+            return
+        state["turns"][mid] = usage
+        cost = Usage(prices=self.plan.prices).add(self.plan.model, usage)["cost_usd"]
+        state["spent"] += cost
+        self.limits.record(cost)
+        why = self.limits.reached(self.usage.cost_usd + state["spent"])
+        if why:
+            state["limit"] = why
+            raise _Stop(self.limits.failure(why, state["last"]))
+
     def _query(self, sdk: Any, text: str, last: str = "") -> tuple[bool | None, str, str]:
         ctx, plan = self.ctx, self.plan
+        why = self.limits.reached(self.usage.cost_usd)
+        if why:
+            raise self.limits.failure(why, last)
         stderr: list[str] = []
-        options = claude_code_options(sdk, ctx, plan, self.session_id, self.guard.hooks(sdk), stderr.append)
+        budget = self.limits.remaining(self.usage.cost_usd)
+        options = claude_code_options(sdk, ctx, plan, self.session_id, self.guard.hooks(sdk), stderr.append, budget)
         self.transcript.write("request", agent=plan.agent.name, resume=self.session_id, prompt=text)
-        state: dict[str, Any] = {"last": last, "result": None}
+        state: dict[str, Any] = {"last": last, "result": None, "turns": {}, "spent": 0.0}
 
         async def collect() -> None:
             async with sdk.ClaudeSDKClient(options) as client:
@@ -363,9 +315,11 @@ class ClaudeCodeSession(PlanSession):
                 failure = BodyFailed(f"STEP {ctx.step.number}: Claude Code failed: {ctx.log.scrub(why)} "
                                      f"[{ctx.task_id}]", fix="see the transcript " + str(self.transcript.path))
         result = state["result"]
-        if result is not None:
-            self.session_id = getattr(result, "session_id", None) or self.session_id
-            add_claude_code_usage(self.usage, plan.model, result)
+        self._settle_usage(result, state)
+        if result is not None and str(getattr(result, "subtype", "")) == "error_max_budget_usd":
+            failure = failure or self.limits.failure(
+                self.limits.reached(self.usage.cost_usd) or f"Claude Code spent the ${budget or 0:.4f} it was "
+                f"given (its own estimate; --max-budget-usd)", state["last"])
         failure = failure or self._api_failure(result, state)
         if failure is not None:
             self._properties()
@@ -375,6 +329,17 @@ class ClaudeCodeSession(PlanSession):
         ok, summary = claude_code_outcome(result, state["last"], plan.agent.name, self.usage,
                                           int(ctx.settings.agent_max_tokens), int(ctx.settings.agent_max_turns))
         return ok, summary, state["last"]
+
+    def _settle_usage(self, result: Any, state: dict[str, Any]) -> None:
+        """Fold the query's usage in: the result's (Claude Code's own cost), else the replies counted so far."""
+        if result is not None:
+            self.session_id = getattr(result, "session_id", None) or self.session_id
+            before = self.usage.cost_usd
+            add_claude_code_usage(self.usage, self.plan.model, result)
+            self.limits.record(self.usage.cost_usd - before - state["spent"])  # the ledger: estimate -> reported
+        else:
+            for usage in state["turns"].values():  # stopped before a result (a spending limit)
+                self.usage.add(self.plan.model, usage)
 
     def _api_failure(self, result: Any, state: dict[str, Any]) -> BodyFailed | None:
         """The step's failure when Claude Code could not use the API at all (no login, a rejected key)."""

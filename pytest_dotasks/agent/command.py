@@ -12,6 +12,9 @@ is the agent: it needs them to reach its model). What it does to protected
 files (the plan, the task log, ``.dotasks/``, the ini file, conftest.py
 files, ``.claude/``) is found after it exits and put back by ``guard.Guard``
 before post-validation runs, and said in the step's output and the log.
+
+A CLI agent reports no token usage: ``--max-cost`` and ``--max-run-cost``
+(``spending``) cannot be applied to it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ prompts, with no session opened and nothing called.
 from __future__ import annotations
 
 from pytest_dotasks.agent import definitions as defs
+from pytest_dotasks.agent.pricing import PricesError
 from pytest_dotasks.agent.session import AgentPlan, plan_for
 from pytest_dotasks.errors import BodyFailed
 from pytest_dotasks.run.context import AgentSession, StepContext
@@ -28,11 +29,15 @@ def report_warnings(ctx: StepContext, plan: AgentPlan) -> None:
 
 
 def open_session(ctx: StepContext) -> AgentSession:
-    """The session for ``ctx``'s step, on the backend ``--agent-backend`` names."""
+    """The session for ``ctx``'s step, on the backend ``--agent-backend`` names.
+
+    A definition or price table that cannot be used fails the step (BodyFailed
+    naming the file); the problems it survived are reported (``report_warnings``).
+    """
     backend = ctx.settings.agent_backend
     try:
         plan = plan_for(ctx, native_tools=backend != "anthropic")
-    except defs.DefinitionError as exc:
+    except (defs.DefinitionError, PricesError) as exc:
         raise BodyFailed(exc.message, path=exc.path, line=exc.line, fix=exc.fix) from None
     report_warnings(ctx, plan)
     if backend == "anthropic":

@@ -31,7 +31,7 @@ from typing import Any
 from pytest_dotasks.agent import definitions as defs
 from pytest_dotasks.agent import guard
 from pytest_dotasks.agent import prompt as prompts
-from pytest_dotasks.agent.pricing import model_family
+from pytest_dotasks.agent.pricing import PriceTable, builtin_prices, model_family, settings_prices
 from pytest_dotasks.agent.tools import Grants, grants
 from pytest_dotasks.run.context import StepContext, step_env
 from pytest_dotasks.run.tasklog import now_iso
@@ -40,7 +40,7 @@ from pytest_dotasks.run.tasklog import now_iso
 
 @dataclasses.dataclass(frozen=True)
 class AgentPlan:
-    """Everything resolved for one step: agent, model, tools, skills and prompts."""
+    """Everything resolved for one step: agent, model, tools, skills, prompts and prices."""
 
     agent: defs.AgentDef
     model: str
@@ -53,6 +53,7 @@ class AgentPlan:
     alias_lines: tuple[str, ...] = ()
     note: str = ""  # e.g. the built-in agent stood in for a missing default
     warnings: tuple[defs.Problem, ...] = ()  # the definition files' problems that concern this step
+    prices: PriceTable = dataclasses.field(default_factory=builtin_prices)
 
 
 def _alias_lines(ctx: StepContext) -> tuple[str, ...]:
@@ -65,7 +66,7 @@ def _alias_lines(ctx: StepContext) -> tuple[str, ...]:
 
 
 def plan_for(ctx: StepContext, *, native_tools: bool = False) -> AgentPlan:
-    """Resolve the step's agent, model, skills and prompts. Raises DefinitionError.
+    """Resolve the step's agent, model, skills, prompts and prices. Raises DefinitionError, PricesError.
 
     Skills the step (``skills:``) or ``--skills`` names must exist; one only the
     agent names is a warning (``AgentPlan.warnings``) and the step runs without it.
@@ -90,7 +91,7 @@ def plan_for(ctx: StepContext, *, native_tools: bool = False) -> AgentPlan:
         user = adjust(user)
     warnings = tuple(dict.fromkeys([*choice.warnings, *skills.warnings]))
     return AgentPlan(agent, model, tool_grants, skills.full, skills.listed, subagents, system, user, lines,
-                     choice.note, warnings)
+                     choice.note, warnings, settings_prices(settings))
 
 
 class PlanSession:
@@ -142,6 +143,7 @@ class Usage:
     cache_write_tokens: int = 0
     cost_usd: float = 0.0
     turns: int = 0
+    prices: PriceTable | None = None  # None: the built-in table
 
     @property
     def total(self) -> int:
@@ -159,9 +161,8 @@ class Usage:
             "cache_read_tokens": get("cache_read_input_tokens"),
             "cache_write_tokens": get("cache_creation_input_tokens"),
         }
-        f = model_family(model)
-        cost = (turn["input_tokens"] * f.input + turn["output_tokens"] * f.output
-                + turn["cache_write_tokens"] * f.cache_write + turn["cache_read_tokens"] * f.cache_read) / 1e6
+        cost = model_family(model, self.prices).cost(turn["input_tokens"], turn["output_tokens"],
+                                                     turn["cache_write_tokens"], turn["cache_read_tokens"])
         turn["cost_usd"] = round(cost, 6)
         self.input_tokens += turn["input_tokens"]
         self.output_tokens += turn["output_tokens"]

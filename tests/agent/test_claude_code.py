@@ -382,3 +382,40 @@ def test_permissions_work_as_root_and_deny_what_the_agent_was_not_granted(cc: CC
     init = next(json.loads(x) for x in transcript.splitlines() if '"subtype": "init"' in x)
     assert init["data"]["data"]["permissionMode"] == "dontAsk"
     assert cc.stub.violations == []
+
+
+# ------------------------------------------------------------ (g) spending limits
+
+def test_max_cost_stops_claude_code_between_turns(cc: CC) -> None:
+    # Claude Code reports each reply's input tokens as it streams (its output tokens only at the end):
+    # claude-haiku-5-5 at our table's $1 per million input tokens makes each reply cost $0.005.
+    for n in range(4):
+        cc.stub.reply(tool_use("Bash", {"command": f"echo {n}", "description": f"call {n}"}),
+                      usage={"input_tokens": 5000})
+    cc.stub.reply(tool_use("Write", {"file_path": "hello.py", "content": "print('hi')\n"}))
+    cc.stub.reply(DONE)
+    res = cc.run(step(extra="  - retries: 1\n"), "--max-cost", "0.012")
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "stopped before its next request to the model" in out and "--max-cost $0.012" in out, out
+    assert "Traceback" not in out
+    assert len(cc.stub.message_requests) == 3  # the third reply reached the limit; no retry either
+    assert not (cc.root / "hello.py").exists()
+    assert float(cc.properties()["cost_usd"]) >= 0.012
+    assert "✗" in (cc.root / "SPEC.md").read_text()
+
+
+def test_claude_codes_own_budget_stop_is_the_same_failure(cc: CC) -> None:
+    # Output tokens reach us only with the result: here the CLI's own --max-budget-usd stops it.
+    for n in range(5):
+        cc.stub.reply(tool_use("Bash", {"command": f"echo {n}", "description": f"call {n}"}),
+                      usage={"output_tokens": 20000})
+    cc.stub.reply(DONE)
+    res = cc.run(step(), "--max-cost", "0.015")
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "stopped before its next request to the model" in out and "--max-cost $0.015" in out, out
+    assert len(cc.stub.message_requests) == 2  # the CLI's estimate ($0.01 a reply here) reached the budget
+    assert float(cc.properties()["cost_usd"]) >= 0.015  # Claude Code's own cost figure
+    events = cc.events("agent_error")
+    assert events and "error_max_budget_usd" not in out

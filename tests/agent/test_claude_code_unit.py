@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from pytest_dotasks.agent.claude_code import ClaudeCodeSession, claude_code_outcome, file_refusal, shell_prefix
+from pytest_dotasks.agent.claude_code import ClaudeCodeSession, claude_code_outcome
+from pytest_dotasks.agent.claude_code_guard import file_refusal, shell_prefix
 from pytest_dotasks.agent.launch import open_session
 from pytest_dotasks.agent.session import Usage, plan_for
 from pytest_dotasks.errors import BodyFailed
@@ -103,3 +104,20 @@ def test_every_backend_tells_the_agent_that_runs(tmp_path: Path) -> None:
         session = open_session(make_ctx(bare, cli={"agent_backend": backend}))
         assert session.agent_name == "dotasks-executor", backend  # type: ignore[attr-defined]
         assert session.note == "tinker-executor not found in .claude/agents/; built-in fallback"  # type: ignore[attr-defined]
+
+
+def test_claude_code_is_given_what_the_step_may_still_spend(root: Path) -> None:
+    import claude_agent_sdk
+
+    from pytest_dotasks.agent.claude_code import claude_code_options
+
+    ctx = make_ctx(root, cli={"agent_backend": "claude-code", "max_cost": 2.0, "max_run_cost": 5.0})
+    ctx.extra["run_id"] = "r"
+    plan = plan_for(ctx, native_tools=True)
+    assert claude_code_options(claude_agent_sdk, ctx, plan, None, budget_usd=1.25).max_budget_usd == 1.25
+    session = ClaudeCodeSession(ctx, plan)
+    session.usage.cost_usd = 0.5
+    assert session.limits.remaining(session.usage.cost_usd) == 1.5  # the step's limit is the nearer
+    session.limits.record(4.0)  # another step of the run
+    assert session.limits.remaining(session.usage.cost_usd) == 1.0  # now the run's is
+    assert claude_code_options(claude_agent_sdk, ctx, plan, None).max_budget_usd is None  # no limit: none
