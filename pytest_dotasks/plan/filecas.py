@@ -4,7 +4,8 @@
 the new file replaces the old one checks that the old one is still exactly what
 was read (inode, size, mtime and every byte). If a person (an append, an
 editor's save) changed it meanwhile, the change is computed again on their text;
-after ``CAS_ATTEMPTS`` tries a ``MarkError`` leaves the file as they wrote it.
+after ``CAS_ATTEMPTS`` tries and at least ``CAS_SECONDS`` of trying (a loaded
+machine makes each try slow), a ``MarkError`` leaves the file as they wrote it.
 
 - On Linux the replacement is ``renameat2(RENAME_EXCHANGE)``: the file swapped
   out is checked once more, and a write that landed in the microseconds between
@@ -43,8 +44,12 @@ if TYPE_CHECKING:
 
 LOCK_TIMEOUT = 60.0
 # Tries of the compare-and-swap before giving up with a MarkError, with a random pause
-# between them growing to 20 ms (a person saving every 20 ms still leaves gaps).
+# between them growing to 20 ms (a person saving every 20 ms still leaves gaps); on a
+# loaded machine, where each try is slow, the tries go on for CAS_SECONDS at least
+# (and stop at CAS_MAX_ATTEMPTS whatever the time).
 CAS_ATTEMPTS = 30
+CAS_SECONDS = 10.0
+CAS_MAX_ATTEMPTS = 1000
 
 
 class Undo(Protocol):
@@ -136,7 +141,10 @@ def write(real: Path, shown: Path, compute: Callable[[str], str], undo: Undo | N
     seen = Seen(real, shown)
     kept = False
     try:
-        for attempt in range(CAS_ATTEMPTS):
+        started = time.monotonic()
+        attempt = 0
+        while attempt < CAS_ATTEMPTS or (time.monotonic() - started < CAS_SECONDS and attempt < CAS_MAX_ATTEMPTS):
+            attempt += 1
             text = seen.text(shown)
             if undo is not None:
                 undo.begin(text)
@@ -165,10 +173,11 @@ def write(real: Path, shown: Path, compute: Callable[[str], str], undo: Undo | N
             seen.close()
             seen = Seen(real, shown)
             time.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
-        raise MarkError(f"the plan kept changing while its marker was written ({CAS_ATTEMPTS} tries); "
+        raise MarkError(f"the plan kept changing while its marker was written ({attempt} tries in "
+                        f"{time.monotonic() - started:.0f}s); "
                         "the marker was not written", path=shown,
-                        fix="the file is as you left it; the task log keeps this step's result, and the next "
-                            "run marks it")
+                        fix="the file is as you left it and the task log keeps this step's result; let the "
+                            "plan rest while steps finish, then run again")
     finally:
         if not kept:
             seen.close()
