@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -180,8 +181,6 @@ def carriers(task_id: str) -> list[Carrier]:
 
 def kill_carriers(found: list[Carrier]) -> None:
     """Stop a body nobody supervises any more: its whole process group (never our own)."""
-    import signal
-
     mine = os.getpgrp()
     for c in found:
         try:
@@ -196,8 +195,6 @@ def kill_carriers(found: list[Carrier]) -> None:
 
 def kill_orphan(task: BgTask) -> None:
     """The supervisor is gone: stop the body it left behind, nobody is watching it."""
-    import signal
-
     try:
         child = int(json.loads((task.state / "child.json").read_text())["pid"])
         os.killpg(child, signal.SIGKILL)

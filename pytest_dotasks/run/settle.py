@@ -204,37 +204,8 @@ class BackgroundSteps:
         return None
 
     def lost(self, spec: Path, number: int, task_id: str) -> bg.Carrier | None:
-        """A background execution whose state folder is gone: its live supervisor, if any.
-
-        Found by the task id its processes carry. If its supervisor lives, it is
-        still running (and writes its state back when it ends). If not, the step
-        is settled once as ``✗ Failed (state lost)``; an orphaned body (its
-        supervisor was killed) is stopped first: nobody would ever record its end.
-        """
-        found = bg.carriers(task_id)
-        for c in found:
-            if c.supervisor:
-                return c
-        if bg.find(spec, task_id) is not None:
-            return None  # its supervisor ended just now and wrote its state back: settled as usual
-        shell = bg.BgTask(task_id=task_id, step=number, spec=spec, state=bg.background_root(spec) / task_id,
-                          command="", pid=0, starttime=None)
-        settings = self.ports.settings
-        marking = not (settings.no_mark or settings.dry_run)  # else nothing is recorded: a later run looks again
-        if marking and not bg.claim(shell):
-            deadline = time.monotonic() + 10  # another process settles it: its marker first, then we go on
-            while not bg.settled(shell) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            return None
-        try:
-            done = _settle_lost(self.ports, shell, found)
-            if done is not None:
-                self.finished.append(done)
-        finally:
-            if marking:
-                bg.mark_settled(shell)
-        return None
-
+        """A background execution whose state folder is gone: its live supervisor, if any (``_lost``)."""
+        return _lost(self.ports, self.finished, spec, number, task_id)
     def wait(self, spec: Path, dep: int, task_id: str | None, limit: float | None) -> str:
         """Block until STEP ``dep``'s background body ends; returns its final status."""
         started = time.monotonic()
@@ -272,6 +243,39 @@ class BackgroundSteps:
                 self.ports.emit(f"[WAIT] STEP {dep} is still running in the background (pid {task.pid}); waiting...")
                 announced = True
             time.sleep(0.2)
+
+
+def _lost(ports: RunPorts, finished: list[Finished], spec: Path, number: int, task_id: str) -> bg.Carrier | None:
+    """A background execution whose state folder is gone: its live supervisor, if any.
+
+    Found by the task id its processes carry. If its supervisor lives, it is
+    still running (and writes its state back when it ends). If not, the step
+    is settled once as ``✗ Failed (state lost)``; an orphaned body (its
+    supervisor was killed) is stopped first: nobody would ever record its end.
+    """
+    found = bg.carriers(task_id)
+    for c in found:
+        if c.supervisor:
+            return c
+    if bg.find(spec, task_id) is not None:
+        return None  # its supervisor ended just now and wrote its state back: settled as usual
+    shell = bg.BgTask(task_id=task_id, step=number, spec=spec, state=bg.background_root(spec) / task_id,
+                      command="", pid=0, starttime=None)
+    settings = ports.settings
+    marking = not (settings.no_mark or settings.dry_run)  # else nothing is recorded: a later run looks again
+    if marking and not bg.claim(shell):
+        deadline = time.monotonic() + 10  # another process settles it: its marker first, then we go on
+        while not bg.settled(shell) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return None
+    try:
+        done = _settle_lost(ports, shell, found)
+        if done is not None:
+            finished.append(done)
+    finally:
+        if marking:
+            bg.mark_settled(shell)
+    return None
 
 
 def _settle_lost(ports: RunPorts, task: bg.BgTask, orphans: list[bg.Carrier]) -> Finished | None:
