@@ -22,13 +22,23 @@ def mark_item(item: StepItem, status: str, note: str = "") -> None:
     """Write the marker unless --no-mark / --dry-run; raise MarkError on failure."""
     run = item.run
     task_id = item.task_id
-    if task_id is None or run.settings.no_mark or run.settings.dry_run:
+    settings = run.settings
+    if task_id is None or settings.no_mark or settings.dry_run or (settings.verify and not settings.verify_mark):
         return
+    if settings.verify and status == STATUS_DONE:
+        return  # a re-check that passed keeps the marker: its task id still names the run that made the work
     mark(item.spec_path, item.step.number, status, task_id, now_iso(), note)
     run.log_for(item.spec_path).event(
-        task_id, f"Marked STEP {item.step.number} {status}", step=item.step.number, phase="mark",
+        task_id, f"Marked STEP {item.step.ident} {status}", step=item.step.log_step, phase="mark",
         event="marked", status=status, spec=str(item.spec_path),
     )
+    if status == STATUS_DONE and item.step.group is not None:  # Kiro: the last sub-task ticks its group
+        from pytest_dotasks.plan.formats.kiro import groups_to_tick
+        from pytest_dotasks.plan.model import number_of
+        from pytest_dotasks.plan.specmd import parse_file
+
+        for group in groups_to_tick(parse_file(item.spec_path), item.step.ident):
+            mark(item.spec_path, number_of(group), STATUS_DONE, task_id, now_iso())
 
 
 def _status(item: StepItem, report: pytest.TestReport) -> tuple[str | None, str]:
@@ -68,7 +78,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         if not isinstance(exc, LogError):
             try:
                 run.log_for(item.spec_path).event(
-                    item.task_id, exc.one_line(), step=item.step.number, phase="mark", event="mark_failed")
+                    item.task_id, exc.one_line(), step=item.step.log_step, phase="mark", event="mark_failed")
             except LogError as log_exc:
                 exc = log_exc
         log_failed = log_failed or isinstance(exc, LogError)

@@ -161,7 +161,7 @@ def subagent_system_prompt(agent: AgentDef, *, root: Path, tool_names: Sequence[
 def step_prompt(step: Step, task_id: str | None = None) -> str:
     """The first user message: the step's number, title, description, inputs, outputs and validations."""
     spec = step.path.name if step.path else "SPEC.md"
-    lines = [f"Execute STEP {step.number} of {spec}: {step.title}"]
+    lines = [f"Execute STEP {step.ident} of {spec}: {step.title}"]
     meta = []
     if step.phase:
         meta.append(f"phase: {step.phase}")
@@ -185,6 +185,13 @@ def step_prompt(step: Step, task_id: str | None = None) -> str:
     for title, values, code in sections:
         if values:
             lines += ["", title, _bullets(values, code)]
+    files = [(label, text) for label, text in step.context if not label.startswith("Requirement ")]
+    pasted = [(label, text) for label, text in step.context if label.startswith("Requirement ")]
+    if files:  # Spec Kit's spec.md, plan.md, contracts/; Kiro's requirements.md, design.md
+        lines += ["", "## Design documents (read them when you need them)",
+                  "\n".join(f"- {label}: {text}" for label, text in files)]
+    if pasted:  # Kiro's _Requirements: 1.2_
+        lines += ["", "## Requirements this task implements"] + [f"{label}: {text}" for label, text in pasted]
     lines += [
         "",
         "## Done when",
