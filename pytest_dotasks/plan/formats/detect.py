@@ -46,7 +46,8 @@ def detect(text: str, path: Path | None = None, fmt: str | None = None) -> str:
     # counting all of it would cost collection time for nothing).
     head = text[:_SAMPLE]
     counts = {name: len(pattern.findall(head)) for name, pattern in _LINES.items()}
-    if len(head) < len(text) and sorted(counts.values())[-1] <= sorted(counts.values())[-2] * 2:
+    top, second = sorted(counts.values())[-2:][::-1]
+    if len(head) < len(text) and top <= second * 2:
         counts = {name: len(pattern.findall(text)) for name, pattern in _LINES.items()}
     best = max(counts.values())
     winners = [name for name, n in counts.items() if n == best]
