@@ -1,8 +1,9 @@
-"""``pytest-dotasks init``: start a project from a plan template.
+"""``pytest-dotasks init`` (start a project from a plan template) and ``status``.
 
     pytest-dotasks init DIR                      # the offline quickstart
     pytest-dotasks init --template tinker DIR    # the character-distillation plan
     pytest-dotasks init --run DIR                # ...and run it right away
+    pytest-dotasks status [SPEC.md]              # each step's state, without pytest
     python -m pytest_dotasks init DIR            # the same, without the console script
 
 A template is a folder under ``pytest_dotasks/templates/``, copied whole
@@ -104,11 +105,33 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"template to copy: {', '.join(template_names())} (default: {DEFAULT_TEMPLATE})")
     p.add_argument("--run", action="store_true",
                    help="then run the plan there: python -m pytest --spec SPEC.md -v")
+    st = sub.add_parser("status", help="show each step's state and the running background steps",
+                        description="Show a plan's status without running pytest.")
+    st.add_argument("spec", metavar="SPEC", type=Path, nargs="?", default=Path("SPEC.md"),
+                    help="the plan (default: SPEC.md in this folder)")
     return parser
+
+
+def status(spec: Path) -> int:
+    from pytest_dotasks.errors import DotasksError
+    from pytest_dotasks.status import status_lines
+
+    if not spec.is_file():
+        print(f"{PROG}: error: {spec}: no such plan file; name one: {PROG} status path/SPEC.md", file=sys.stderr)
+        return 2
+    try:
+        lines = status_lines(spec)
+    except DotasksError as exc:
+        print(f"{PROG}: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "status":
+        return status(args.spec)
     dest: Path = args.dir.expanduser()
     try:
         written = init(dest, args.template)
@@ -126,6 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "pytest", "--spec", "SPEC.md", "-v"]
     print(f"Running: {_command(dest)}", flush=True)
     try:
-        return subprocess.call(cmd, cwd=dest)
+        code = subprocess.call(cmd, cwd=dest)
     except KeyboardInterrupt:
         return 130
+    where = shlex.quote(str(dest))
+    print(f"\nThe plan ran in {dest} (SPEC.md there now carries the markers). Next, from there:")
+    print(f"  cd {where}")
+    print(f"  {PROG} status                              # each step's state")
+    print("  python -m pytest --spec SPEC.md -v --redo   # run every step again")
+    return code

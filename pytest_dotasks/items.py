@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from pytest_dotasks.errors import DotasksError, PreflightFailed, SpecError, StepFailure
+from pytest_dotasks.gate import may_start, require_done, skip_here
 from pytest_dotasks.plan.fields import StepConfig
-from pytest_dotasks.plan.model import STATUS_DONE, STATUS_RUNNING, Step
+from pytest_dotasks.plan.model import Step
 from pytest_dotasks.run.context import StepContext, new_task_id
 from pytest_dotasks.run.phases import StepHooks, StepRunner
 from pytest_dotasks.session import DotasksRun
@@ -24,11 +25,11 @@ class DotasksWarning(pytest.PytestWarning):
     """A plan-file problem that is not an error (a misspelt field)."""
 
 
-def exact_keyword(number: int) -> str:
-    # pytest -k matches substrings, so "step1" would also pick step10-19.
-    # plugin.py rewrites a bare "stepN" in -k to this bracketed form, which
-    # only STEP N carries and no other step name contains.
-    return f"[step{number}]"
+def exact_keyword(name: str | int) -> str:
+    # pytest -k matches substrings, so "step1" would also pick step10-19 (and T001 T0010).
+    # plugin.py rewrites a bare step name in -k to this bracketed form, which
+    # only that step carries and no other step name contains.
+    return f"[step{name}]" if isinstance(name, int) else f"[{name.lower()}]"
 
 
 def _slug(text: str) -> str:
@@ -47,12 +48,18 @@ class SpecFile(pytest.File):
         except SpecError as exc:
             raise self.CollectError(exc.one_line()) from None
         # The marker needs the header lines of this very text: no second parse.
-        seed_cache(text, {s.number: s.line - 1 for s in spec.steps})
+        seed_cache(text, spec.header_lines())
         for w in spec.warnings:
             where = w.partition(": ")[0]
             file, _, line = where.rpartition(":")
             warnings.warn_explicit(DotasksWarning(w), DotasksWarning, file or str(self.path),
                                    int(line) if line.isdigit() else 0)
+        if any(c.run is None for c in cfgs.values()):  # agent steps: their definitions, once per file
+            from pytest_dotasks.agent.definitions import definition_warnings
+
+            for problem in definition_warnings(self.path.parent):
+                warnings.warn_explicit(DotasksWarning(problem.show(self.path.parent)), DotasksWarning,
+                                       str(problem.path), problem.line)
         run.add_spec(spec, cfgs)
         timeout_plugin = self.config.pluginmanager.hasplugin("timeout")
         for step in spec.steps:
@@ -62,7 +69,11 @@ class SpecFile(pytest.File):
                 item.add_marker(cfg.kind)
             if cfg.timeout and timeout_plugin:
                 item.add_marker(pytest.mark.timeout(cfg.timeout))
-            item.extra_keyword_matches.add(exact_keyword(step.number))
+            item.extra_keyword_matches.add(exact_keyword(step.name))
+            for label in step.labels:  # Spec Kit's [US1], [P]: keyword and (registered) marker
+                self.config.addinivalue_line("markers", f"{label}: Spec Kit task label [{label}]")
+                item.add_marker(label)
+                item.extra_keyword_matches.add(label)
             if step.phase:
                 item.extra_keyword_matches.add(_slug(step.phase))
                 item.extra_keyword_matches.add(step.phase)
@@ -78,6 +89,7 @@ class StepItem(pytest.Item):
         self.runner: StepRunner | None = None
         self.failed_phase: str | None = None
         self.background_started = False
+        self.effective_timeout: float | None = None  # set by pytest-timeout's hook (timeouts.py)
         # Fixture support for a non-Python item, as pytest-markdown-docs does:
         # autouse and usefixtures fixtures (and dotasks_step & co.) work for steps.
         self.funcargs: dict[str, Any] = {}
@@ -94,11 +106,13 @@ class StepItem(pytest.Item):
 
     def __repr__(self) -> str:
         # What --collect-only prints: the step's title, not just its name.
+        from pytest_dotasks.status import state_label
+
         kind = f" [{self.cfg.kind}]" if self.cfg.kind else ""
-        return f"<StepItem {self.name}: {self.step.title}{kind}>"
+        return f"<StepItem {self.name}: {self.step.title}{kind} ({state_label(self.step.marker)})>"
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, self.step.line - 1, f"STEP {self.step.number}: {self.step.title}"
+        return self.path, self.step.line - 1, f"STEP {self.step.ident}: {self.step.title}"
 
     # ------------------------------------------------------------ phases
 
@@ -108,13 +122,16 @@ class StepItem(pytest.Item):
 
     def setup(self) -> None:
         run = self.run
-        self._prop("dotasks_step", self.step.number)
+        self._prop("dotasks_step", self.step.number)  # the internal int key (N for STEP N)
         self._prop("dotasks_spec", str(self.spec_path))
         self._prop("title", self.step.title)
-        self._prop("step", self.step.number)
+        self._prop("step", self.step.log_step)
         self._prop("kind", self.cfg.kind or "quick")
         task_id = claim_step(self, run)  # this process executes the step now: a concurrent run skips it
-        self._skip_if_done_or_blocked(run)
+        if run.settings.verify:
+            require_done(self)
+        else:
+            may_start(self, run)
         self.task_id = task_id
         self._prop("task_id", self.task_id)
         if not self.cfg.run:
@@ -140,11 +157,14 @@ class StepItem(pytest.Item):
 
         self._request = TopRequest(self, _ispytest=True)  # type: ignore[arg-type]
         self._request._fillfixtures()
+        self._check_verifiable(run)
         run.emit("")
-        run.emit(f"[TASK ID: {self.task_id}] STEP {self.step.number}: {self.step.title}")
-        log.event(self.task_id, f"Starting Step {self.step.number}: {self.step.title}", step=self.step.number,
+        run.emit(f"[TASK ID: {self.task_id}] STEP {self.step.ident}: {self.step.title}{self._timeout_note()}")
+        log.event(self.task_id, f"Starting Step {self.step.ident}: {self.step.title}", step=self.step.log_step,
                   phase="preflight", event="start", title=self.step.title, kind=self.cfg.kind,
                   spec=str(self.spec_path), worker=getattr(self.config, "workerinput", {}).get("workerid"))
+        if run.settings.verify:
+            return  # a re-check runs post-validation only
         try:
             self.runner.preflight()
         except StepFailure:
@@ -154,6 +174,34 @@ class StepItem(pytest.Item):
         finally:
             self._prop("seconds_preflight", round(self.runner.seconds.get("preflight", 0.0), 3))
 
+    def _timeout_note(self) -> str:
+        """The limit pytest-timeout applies to this step, and where it comes from (marker > option > ini)."""
+        if self.effective_timeout is None:
+            return ""
+        source = "its timeout: field, which wins over --timeout" if self.cfg.timeout else "--timeout or the ini"
+        return f" (timeout {self.effective_timeout:g}s from {source})"
+
+    def _check_verifiable(self, run: DotasksRun) -> None:
+        """An agent step with no post-validation passes on the agent's word alone: say so, or refuse it."""
+        assert self.runner is not None
+        has_checks = self.runner.has_post_checks()
+        verified = bool(self.cfg.run) or has_checks  # a command is judged by its exit status
+        self._prop("verified", "true" if verified else "false")
+        if run.settings.verify and not has_checks:
+            skip_here(f"STEP {self.step.ident} has no post-validation: nothing to re-check (--verify)")
+        if verified:
+            return
+        if run.settings.require_checks:
+            self.task_id = None  # refused before it started: nothing is marked
+            self.failed_phase = "preflight"
+            self._prop("failed_phase", "preflight")
+            raise PreflightFailed(
+                f"STEP {self.step.ident} is unverified: no outputs, validate, metrics or hook check, "
+                "and --require-checks refuses a pass on the agent's word alone",
+                path=self.spec_path, line=self.step.line,
+                fix=f"add '- outputs: FILE' or '- validate: COMMAND' under STEP {self.step.ident}, "
+                    "or run without --require-checks")
+
     def _hooks(self) -> StepHooks:
         hook, config = self.config.hook, self.config
 
@@ -162,7 +210,7 @@ class StepItem(pytest.Item):
             return result
 
         def describe_agent(ctx: StepContext) -> str:
-            from pytest_dotasks.agent.session import render_prompt
+            from pytest_dotasks.agent.launch import render_prompt
 
             return render_prompt(ctx)
 
@@ -173,100 +221,46 @@ class StepItem(pytest.Item):
             live_stdout=config.getoption("capture", "fd") == "no",
         )
 
-    def _skip_if_done_or_blocked(self, run: DotasksRun) -> None:
-        from pytest_dotasks.plan.marking import read_marker
-
-        marker = read_marker(self.spec_path, self.step.number) or self.step.marker
-        if marker.status == STATUS_RUNNING:
-            # Never start a second copy of a training run that is still going (even if its state was lost).
-            reason = run.background.still_running(self.spec_path, self.step.number, marker.task_id)
-            if reason:
-                pytest.skip(reason)
-            marker = read_marker(self.spec_path, self.step.number) or marker
-        if marker.status == STATUS_DONE and not run.settings.redo:
-            tid = f" [task_id: {marker.task_id}]" if marker.task_id else ""
-            run.outcomes[(self.spec_path, self.step.number)] = "skipped"
-            pytest.skip(f"STEP {self.step.number} already done{tid}; --redo runs it again")
-        for dep in self.cfg.needs:
-            outcome = run.outcomes.get((self.spec_path, dep))
-            if run.settings.dry_run and outcome is not None:
-                continue  # a dry run checks every step's pre-flight, whatever its dependencies did
-            if outcome in ("failed", "error"):
-                self._blocked(run, f"STEP {dep} failed in this run; STEP {self.step.number} needs it")
-            if outcome == "blocked":
-                self._blocked(run, f"STEP {dep} did not run; STEP {self.step.number} needs it")
-            if outcome in ("passed", "dry"):
-                continue
-            if outcome == "skipped":
-                dep_marker = read_marker(self.spec_path, dep)
-                if dep_marker is None or dep_marker.status != STATUS_DONE:
-                    self._blocked(run, f"STEP {dep} did not run; STEP {self.step.number} needs it")
-                continue
-            dep_marker = read_marker(self.spec_path, dep)
-            if dep_marker is not None and dep_marker.status == STATUS_RUNNING and not run.settings.dry_run:
-                final = run.background.wait(self.spec_path, dep, dep_marker.task_id, self.cfg.timeout)
-                if final == STATUS_RUNNING:
-                    self._fail_preflight(run, f"STEP {dep} is still running in the background after "
-                                         f"{self.cfg.timeout:g}s (this step's timeout)",
-                                         "raise this step's timeout: or run it later", needs=dep)
-                if final != STATUS_DONE:
-                    self._blocked(run, f"STEP {dep} failed in the background; STEP {self.step.number} needs it")
-                continue
-            if dep_marker is not None and dep_marker.status in (STATUS_DONE, STATUS_RUNNING):
-                continue
-            if run.is_selected(self.spec_path, dep) and run.settings.dry_run:
-                continue
-            self._fail_preflight(run, f"STEP {self.step.number} needs STEP {dep}, which is not done and not selected",
-                                 f"run it first (--steps {dep}-{self.step.number}) or add it to the selection",
-                                 needs=dep)
-
-    def _blocked(self, run: DotasksRun, reason: str) -> None:
-        """Skip because a dependency did not succeed; this step's dependents skip in turn."""
-        run.outcomes[(self.spec_path, self.step.number)] = "blocked"
-        pytest.skip(reason)
-
-    def _fail_preflight(self, run: DotasksRun, message: str, fix: str, **data: Any) -> None:
-        self.task_id = new_task_id(self.step.number)
-        self._prop("task_id", self.task_id)
-        self.failed_phase = "preflight"
-        self._prop("failed_phase", "preflight")
-        run.log_for(self.spec_path).event(self.task_id, message, step=self.step.number, phase="preflight",
-                                          event="dependency", **data)
-        raise PreflightFailed(f"{message} [{self.task_id}]", fix=fix)
-
     def runtest(self) -> None:
         assert self.runner is not None
         run = self.run
-        if run.settings.dry_run:
+        verify = run.settings.verify  # a re-check: post-validation only
+        if run.settings.dry_run and not verify:
             text = self.runner.describe_body()
             for line in text.splitlines():
                 run.emit(f"  {line}")
             print(text)
             run.outcomes[(self.spec_path, self.step.number)] = "dry"
             self.runner.ctx.log_event("main", "dry_run", "dry run: body not run")
-            pytest.skip("dry run: pre-flight passed, body not run")
-        if self.cfg.background and self.cfg.run:
+            skip_here("dry run: pre-flight passed, body not run")
+        if self.cfg.background and self.cfg.run and not verify:
             from pytest_dotasks.run.context import step_env
 
             task = run.background.start(self.step, self.cfg, self.runner.ctx.task_id, step_env(self.runner.ctx))
             self.background_started = True
+            run.started_bg[(self.spec_path, self.step.number)] = task.task_id
             self._prop("background", "started")
             self._prop("bg_pid", task.pid)
             self._prop("bg_output", str(task.output))
             if task.monitor:
                 self._prop("bg_monitor", task.monitor)
             return
-        if self.cfg.background:
+        if self.cfg.background and not verify:
             self.runner.ctx.log_event("main", "foreground", "background: yes needs a run: command; "
                                       "the agent runs in the foreground")
         t0 = time.monotonic()
         try:
-            self.runner.main_and_post()
-            self.runner.ctx.log_event("main", "passed", f"STEP {self.step.number} passed",
+            with run.live.heartbeat(f"STEP {self.step.ident}", run.settings.heartbeat):
+                if verify:
+                    self.runner.post()
+                else:
+                    self.runner.main_and_post()
+            self.runner.ctx.log_event("main", "passed", f"STEP {self.step.ident} passed"
+                                      + (" its re-check (--verify)" if verify else ""),
                                       seconds=round(time.monotonic() - t0, 3))
             for adv in self.runner.advisories:
                 self.warn(DotasksWarning(
-                    f"STEP {self.step.number} advisory check failed: {adv.name}: {adv.detail.splitlines()[0] if adv.detail else ''}"))
+                    f"STEP {self.step.ident} advisory check failed: {adv.name}: {adv.detail.splitlines()[0] if adv.detail else ''}"))
         except StepFailure as exc:
             self.failed_phase = exc.phase
             self._prop("failed_phase", exc.phase)
@@ -302,7 +296,7 @@ class StepItem(pytest.Item):
         if is_timeout(exc):
             phase = self.failed_phase or "main"
             tid = f" [{self.task_id}]" if self.task_id else ""
-            return f"STEP {self.step.number} timed out in {phase}: {str(exc).strip()}{tid}{grep}"
+            return f"STEP {self.step.ident} timed out in {phase}: {str(exc).strip()}{tid}{grep}"
         if isinstance(exc, DotasksError):
             return exc.render() + grep
         return None
@@ -312,7 +306,7 @@ def claim_step(item: StepItem, run: DotasksRun) -> str:
     """Claim ``item``'s step for this process until its teardown (``run.claims.for_step``); its new task id."""
     from pytest_dotasks.run.claims import for_step
 
-    task_id = new_task_id(item.step.number)
+    task_id = new_task_id(item.step.ident)
     claim, skip = for_step(item.spec_path, item.step.number, task_id, item.step.marker, run.settings.redo)
     if claim is not None:
         item.addfinalizer(claim.release)

@@ -7,7 +7,9 @@ the run state, the SDKs) is imported when a plan is actually being run.
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +26,9 @@ _KINDS_HELP = {
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("dotasks", "pytest-dotasks: run a SPEC.md plan as tests")
+    group = parser.getgroup("dotasks", "pytest-dotasks: run a SPEC.md plan as tests (a step's timeout: field "
+                            "is a pytest-timeout marker, so it wins over --timeout and the ini; -v shows each "
+                            "step's limit)")
     for opt in OPTIONS:
         kwargs: dict[str, Any] = {"dest": opt.dest, "default": None, "help": opt.help}
         if opt.action:
@@ -78,6 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_dotasks.plan.selection import parse_steps
 
         parse_steps(settings.steps)
+        from pytest_dotasks.plan.formats.detect import force
+
+        force(settings.plan_format)
     except DotasksError as exc:
         raise pytest.UsageError(exc.one_line()) from None
     if not specs:
@@ -102,6 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
         try:
             for spec in specs:
                 probe(run.log_for(spec).path)
+                _check_plan_files(config, settings, spec, run.log_for(spec).path)
         except DotasksError as exc:
             raise pytest.UsageError(exc.one_line()) from None
     config.stash[RUN_KEY] = run
@@ -110,10 +118,30 @@ def pytest_configure(config: pytest.Config) -> None:
     # By module name, not ``from pytest_dotasks import ...``: the package attribute
     # can hold a module from an earlier in-process run (pytester) whose classes
     # are not this run's.
-    for name in ("fixtures", "verdict"):
+    names = ["fixtures", "verdict"] + (["timeouts"] if config.pluginmanager.hasplugin("timeout") else [])
+    for name in names:
         config.pluginmanager.register(importlib.import_module(f"pytest_dotasks.{name}"), f"dotasks-{name}")
     if settings.record or settings.replay or settings.record_missing:  # the cassette proxy (recording.py)
         importlib.import_module("pytest_dotasks.recording").register(config, run)
+
+
+_CONFIG_NAMES = frozenset({"conftest.py", "pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml"})
+
+
+def _check_plan_files(config: pytest.Config, settings: Any, spec: Path, log: Path) -> None:
+    """Before any step runs: the log must not overwrite a file that configures the run, and a plan
+    that will be marked must be writable (else every step would run, then fail at marking)."""
+    from pytest_dotasks.errors import DotasksError
+    from pytest_dotasks.plan.marking import writable
+
+    real = Path(os.path.realpath(log))
+    ini = Path(os.path.realpath(config.inipath)) if config.inipath else None
+    if real == Path(os.path.realpath(spec)) or real.name in _CONFIG_NAMES or real == ini:
+        raise DotasksError(f"the task log {log} would write into {real.name}, which configures the run",
+                           path=log, fix="choose another file with --task-log PATH")
+    if not (settings.no_mark or settings.dry_run or settings.verify) and not writable(spec):
+        raise DotasksError("the plan file is read-only: no step's marker could be written", path=spec,
+                           fix=f"make it writable (chmod u+w {spec.name}) or run with --no-mark")
 
 
 class _Defaults:
@@ -129,9 +157,15 @@ class _Defaults:
 
     @pytest.hookimpl(trylast=True)
     def pytest_dotasks_agent_session(self, ctx: Any) -> Any:
-        from pytest_dotasks.agent.session import open_session
+        from pytest_dotasks.agent.launch import open_session
 
         return open_session(ctx)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    detect = sys.modules.get("pytest_dotasks.plan.formats.detect")
+    if detect is not None:
+        detect.force(None)  # --plan-format holds for this run only (pytester runs many in one process)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -145,7 +179,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return SpecFile.from_parent(parent, path=file_path)
 
 
-_STEP_IDENT = re.compile(r"(?<![\w:+\-.\[\]\\/])(step\d+)(?![\w:+\-.\[\]\\/])", re.IGNORECASE)
+# A bare step name in -k: step8, step2A; Spec Kit's T001, T-001, T320-2; Kiro's 1.1.
+_STEP_IDENT = re.compile(r"(?<![\w:+\-.\[\]\\/])(step\d+[a-z]?|T-?\d+(?:-\d+)?|\d+(?:\.\d+)+(?:-\d+)?)(?![\w:+\-.\[\]\\/])",
+                         re.IGNORECASE)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -164,9 +200,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if keyword:
         # `-k step1` must mean STEP 1, not 10-19: see items.exact_keyword.
         config.option.keyword = _STEP_IDENT.sub(lambda m: f"[{m.group(1).lower()}]", keyword)
-    from pytest_dotasks.plan.selection import parse_steps, select
+    from pytest_dotasks.plan.selection import parse_steps, select, unknown, unknown_message
 
     selection = parse_steps(run.settings.steps)
+    plans = [[it.step for it in steps if it.spec_path == p] for p in dict.fromkeys(it.spec_path for it in steps)]
+    missing = unknown(selection, plans)
+    if missing:  # `--steps 7` on a plan without STEP 7: a usage error, not "no tests collected"
+        raise pytest.UsageError(unknown_message(missing, plans).one_line())
+    for it in steps:  # Kiro's optional tasks ("- [ ]*") run when named or with --optional
+        if it.step.optional and not (run.settings.optional or selection.names(it.step)):
+            it.add_marker(pytest.mark.skip(reason=f"STEP {it.step.ident} is optional; --optional or "
+                                                  f"--steps {it.step.ident} runs it"))
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     by_spec: dict[Path, list[StepItem]] = {}
@@ -219,17 +263,19 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
         return
     rel = {_rel_nodeid(config, spec): spec for spec in run.specs}
     selected: dict[Path, set[int]] = {spec: set() for spec in run.specs}
+    for spec in run.specs:
+        run.plan_step(spec, 0)  # parse it here: the controller never collected it
+    names = {spec: {s.name: s.number for s in run.parsed[spec].steps} for spec in run.specs if spec in run.parsed}
     for nodeid in ids:
         m = _NODE_STEP.match(nodeid)
-        if m and m.group(1) in rel:
-            selected[rel[m.group(1)]].add(int(m.group(2)))
+        if m and m.group(1) in rel and m.group(2) in names.get(rel[m.group(1)], {}):
+            selected[rel[m.group(1)]].add(names[rel[m.group(1)]][m.group(2)])
     for spec, numbers in selected.items():
-        run.plan_step(spec, 0)  # parse it here: the controller never collected it
         run.selected[spec] = numbers
     _check_readiness(config, run)
 
 
-_NODE_STEP = re.compile(r"^(.*?)::step(\d+)(?:@|$)")
+_NODE_STEP = re.compile(r"^(.*?)::([^@]+)(?:@|$)")
 
 
 def _rel_nodeid(config: pytest.Config, spec: Path) -> str:
@@ -244,6 +290,8 @@ def _check_readiness(config: pytest.Config, run: Any) -> None:
     from pytest_dotasks.readiness import render, selection_problems
 
     run.readiness_checked = True
+    if config.option.collectonly:
+        return  # looking at the plan runs nothing: nothing to be ready for
     impls = config.pluginmanager.hook.pytest_dotasks_agent_session.get_hookimpls()
     custom_agent = any(impl.plugin_name != "dotasks-defaults" for impl in impls)
     problems: dict[Path, list[str]] = {}

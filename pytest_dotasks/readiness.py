@@ -17,28 +17,12 @@ from pytest_dotasks.agent.pricing import settings_prices
 from pytest_dotasks.errors import DotasksError
 from pytest_dotasks.plan.fields import StepConfig
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_RUNNING, Spec, Step
+from pytest_dotasks.report import ranges
 from pytest_dotasks.settings import Settings
 
 # What each backend accepts as credentials (the SDKs' own variables).
 ANTHROPIC_KEYS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 CLAUDE_CODE_KEYS = (*ANTHROPIC_KEYS, "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
-
-
-def ranges(numbers: Iterable[int]) -> str:
-    """[1, 2, 3, 5] -> "1-3, 5"."""
-    nums = sorted(set(numbers))
-    if not nums:
-        return ""
-    out: list[str] = []
-    start = prev = nums[0]
-    for n in [*nums[1:], None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        out.append(f"{start}-{prev}" if prev != start else str(start))
-        if n is not None:
-            start = prev = n
-    return ", ".join(out)
 
 
 def _steps_option(numbers: Iterable[int]) -> str:

@@ -1,13 +1,14 @@
-"""The closing summary: steps done, failed, running, tokens and cost, the grep line."""
+"""The closing summary: steps done, failed, running, each step's time, cost and grep line, tokens and cost."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pytest_dotasks.plan.model import ident_of, number_of
 from pytest_dotasks.settings import Settings
 
 
@@ -34,76 +35,117 @@ class SummaryInput:
     settings: Settings
     log_path: Callable[[Path], Path]  # plan -> its task log
     invocation_dir: Path  # where pytest was run: paths are shown relative to it
+    left_behind: dict[Path, list[int]] = dataclasses.field(default_factory=dict)  # --steps continue: pending before
 
+UNVERIFIED = "unverified: no checks, the agent's word only"
 _SYMBOL = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-", "running": "⏳"}
 
 
 def write_summary(tr: Any, run: SummaryInput) -> None:
     tr.write_sep("=", "dotasks summary")
-    by_spec: dict[str, list[Any]] = {}
+    by_spec: dict[str, list[Record]] = {}
     for rec in sorted(run.records, key=lambda r: (r.spec, r.step)):
         by_spec.setdefault(rec.spec, []).append(rec)
     for spec, recs in by_spec.items():
-        for r in recs:
-            if r.outcome == "running":
-                _settle_view(r)
-        counts = {k: sum(1 for r in recs if r.outcome == k) for k in ("passed", "failed", "error", "running", "skipped")}
-        done = counts["passed"]
-        failed = counts["failed"] + counts["error"]
-        parts = [f"{done} done", f"{failed} failed"]
-        if counts["running"]:
-            parts.append(f"{counts['running']} running in the background")
-        if counts["skipped"]:
-            parts.append(f"{counts['skipped']} skipped")
-        tr.write_line(f"{_shown(spec, run)}: " + ", ".join(parts))
-        tokens_in = tokens_out = 0
-        cost = 0.0
-        already = [r.step for r in recs if r.outcome == "skipped" and (r.message or "").find("already done") > 0]
-        if already:
-            tr.write_line(f"  - already done, skipped: {_ranges(already)} (--redo runs them again)")
-        for r in recs:
-            if r.step in already:
-                continue
-            sym = _SYMBOL.get(r.outcome, "?")
-            tid = f"  {r.task_id}" if r.task_id and r.outcome != "skipped" else ""
-            line = f"  {sym} STEP {r.step}: {r.title}{tid}"
-            if r.outcome in ("failed", "error") and r.phase:
-                line += f"  (failed in {r.phase})"
-            elif r.outcome == "skipped" and r.message:
-                line += f"  ({r.message})"
-            tr.write_line(line)
-            if r.outcome == "running":
-                p = r.properties
-                tr.write_line(f"      pid {p.get('bg_pid')}, output {p.get('bg_output')}")
-                if p.get("bg_monitor"):
-                    from pytest_dotasks.run.background import tail_file
+        _write_plan(tr, run, spec, recs)
 
-                    last = tail_file(Path(r.spec).parent / str(p["bg_monitor"]), 2)
-                    for ln in last.splitlines():
-                        tr.write_line(f"      {p['bg_monitor']}: {ln}")
-            p = r.properties
-            tokens_in += int(p.get("input_tokens", 0) or 0)
-            tokens_out += int(p.get("output_tokens", 0) or 0)
-            cost += float(p.get("cost_usd", 0.0) or 0.0)
-        if tokens_in or tokens_out:
-            tr.write_line(f"  agent tokens: {tokens_in} in, {tokens_out} out; estimated cost ${cost:.4f}")
-            names = [n for n in ("max_run_cost", "max_cost") if run.settings.values.get(n) is not None]
-            if names:  # the run's spend (every plan, every worker) against the spending limits
-                from pytest_dotasks.agent.spending import money
 
-                limits = [f"--{n.replace('_', '-')} {money(run.settings.values[n])}"
-                          + (" per step" if n == "max_cost" else "") for n in names]
-                spent = sum(float(r.properties.get("cost_usd", 0.0) or 0.0) for r in run.records)
-                tr.write_line(f"  spent ${spent:.4f} of {', '.join(limits)}")
-        log_path = run.log_path(Path(spec))
-        shown = [r for r in recs if r.task_id and r.outcome in ("failed", "error")] or \
-                [r for r in recs if r.task_id and r.outcome != "skipped"]
-        if shown:
-            tr.write_line(f"  log: grep {shown[0].task_id} {_shown(str(log_path), run)}")
-        if run.settings.dry_run:
-            tr.write_line("  dry run: no body ran, nothing was marked")
-        elif run.settings.no_mark:
-            tr.write_line("  --no-mark: SPEC.md was not changed")
+def _already_done(r: Record) -> bool:
+    return r.outcome == "skipped" and "already done" in (r.message or "")
+
+
+def _write_plan(tr: Any, run: SummaryInput, spec: str, recs: list[Record]) -> None:
+    for r in recs:
+        if r.outcome == "running":
+            _settle_view(r)
+    already = [r.step for r in recs if _already_done(r)]
+    count = {k: sum(1 for r in recs if r.outcome == k) for k in ("passed", "failed", "error", "running", "skipped")}
+    parts = [f"{count['passed']} done", f"{count['failed'] + count['error']} failed"]
+    if count["running"]:
+        parts.append(f"{count['running']} running in the background")
+    if already:
+        parts.append(f"{len(already)} already done")
+    if count["skipped"] - len(already):
+        parts.append(f"{count['skipped'] - len(already)} skipped")
+    tr.write_line(f"{_shown(spec, run)}: " + ", ".join(parts))
+    if already:
+        tr.write_line(f"  - already done: STEP {ranges(already)} (--redo runs them again)")
+    log = _shown(str(run.log_path(Path(spec))), run)
+    for r in recs:
+        if r.step not in already:
+            _write_step(tr, r, log)
+    _write_cost(tr, recs, run)
+    unverified = [r.step for r in recs if r.outcome == "passed" and r.properties.get("verified") == "false"]
+    if unverified:
+        tr.write_line(f"  unverified (no post-validation; --require-checks refuses them): STEP {ranges(unverified)}")
+    left = run.left_behind.get(Path(spec), [])
+    if left:
+        one = len(left) == 1
+        tr.write_line(f"  STEP {ranges(left)} {'is' if one else 'are'} not done either: "
+                      f"--steps all runs {'it' if one else 'them'}")
+    if run.settings.verify:
+        tr.write_line("  --verify: post-validation of done steps only"
+                      + ("" if run.settings.verify_mark else "; nothing was marked"))
+    if run.settings.dry_run:
+        tr.write_line("  dry run: no body ran, nothing was marked")
+    elif run.settings.no_mark:
+        tr.write_line("  --no-mark: SPEC.md was not changed")
+
+
+def _write_step(tr: Any, r: Record, log: str) -> None:
+    ran = bool(r.task_id) and r.outcome != "skipped"
+    line = f"  {_SYMBOL.get(r.outcome, '?')} STEP {ident_of(r.step)}: {r.title}"
+    if ran:
+        line += f"  {r.task_id}  {_duration(r.seconds)}"
+        cost = float(r.properties.get("cost_usd", 0.0) or 0.0)
+        if cost or "cost_usd" in r.properties:
+            line += f"  ${cost:.4f}"
+    if r.outcome in ("failed", "error") and r.phase:
+        line += f"  (failed in {r.phase})"
+    elif r.outcome == "skipped" and r.message:
+        line += f"  ({r.message})"
+    elif r.outcome == "passed" and r.properties.get("verified") == "false":
+        line += f"  ({UNVERIFIED})"
+    tr.write_line(line)
+    if r.outcome == "running":
+        p = r.properties
+        tr.write_line(f"      pid {p.get('bg_pid')}, output {p.get('bg_output')}")
+        if p.get("bg_monitor"):
+            from pytest_dotasks.run.background import tail_file
+
+            for ln in tail_file(Path(r.spec).parent / str(p["bg_monitor"]), 2).splitlines():
+                tr.write_line(f"      {p['bg_monitor']}: {ln}")
+    if ran:
+        tr.write_line(f"      grep {r.task_id} {log}")
+
+
+def _write_cost(tr: Any, recs: list[Record], run: SummaryInput) -> None:
+    def total(key: str) -> int:
+        return sum(int(r.properties.get(key, 0) or 0) for r in recs)
+
+    tokens_in, tokens_out = total("input_tokens"), total("output_tokens")
+    cache_read, cache_write = total("cache_read_tokens"), total("cache_write_tokens")
+    if not (tokens_in or tokens_out or cache_read or cache_write):
+        return
+    cost = sum(float(r.properties.get("cost_usd", 0.0) or 0.0) for r in recs)
+    tr.write_line(f"  agent tokens: {tokens_in} in + {cache_read} cache read + {cache_write} cache write, "
+                  f"{tokens_out} out; estimated cost ${cost:.4f}")
+    names = [n for n in ("max_run_cost", "max_cost") if run.settings.values.get(n) is not None]
+    if names:  # the run's spend (every plan, every worker) against the spending limits
+        from pytest_dotasks.agent.spending import money
+
+        limits = [f"--{n.replace('_', '-')} {money(run.settings.values[n])}" + (" per step" if n == "max_cost" else "")
+                  for n in names]
+        spent = sum(float(r.properties.get("cost_usd", 0.0) or 0.0) for r in run.records)
+        tr.write_line(f"  spent ${spent:.4f} of {', '.join(limits)}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def _shown(path: str, run: SummaryInput) -> str:
@@ -111,16 +153,24 @@ def _shown(path: str, run: SummaryInput) -> str:
     return path if rel.startswith("..") else rel
 
 
-def _ranges(numbers: list[int]) -> str:
+_IDS = number_of("0")  # past every plain step number
+
+
+def ranges(numbers: Iterable[int]) -> str:
     """[1, 2, 3, 5] -> "1-3, 5"."""
+    nums = sorted(set(numbers))
     out: list[str] = []
-    nums = sorted(numbers)
+    if not nums:
+        return ""
     start = prev = nums[0]
     for n in [*nums[1:], None]:
         if n is not None and n == prev + 1:
             prev = n
             continue
-        out.append(f"{start}-{prev}" if prev != start else str(start))
+        if start >= _IDS:  # ids that are no plain number (2A, T001, 1.1): one by one
+            out += [ident_of(k) for k in nums if start <= k <= prev]
+        else:
+            out.append(f"{start}-{prev}" if prev != start else str(start))
         if n is not None:
             start = prev = n
     return ", ".join(out)

@@ -13,9 +13,12 @@ from typing import Any, cast
 import pytest
 
 from pytest_dotasks.errors import DotasksError
+from pytest_dotasks.late import LATE, LateVerdicts
 from pytest_dotasks.plan.fields import StepConfig
-from pytest_dotasks.plan.model import Spec, Step
+from pytest_dotasks.plan.marking import restore_lost_markers
+from pytest_dotasks.plan.model import STATUS_FAILED, STATUS_TODO, Spec, Step
 from pytest_dotasks.report import Record, SummaryInput, write_summary
+from pytest_dotasks.run.builtin_checks import is_metrics_file
 from pytest_dotasks.run.settle import BackgroundSteps, RunPorts
 from pytest_dotasks.run.tasklog import TaskLog, secret_values
 from pytest_dotasks.settings import Settings
@@ -34,11 +37,15 @@ class DotasksRun:
         self.records: list[Record] = []
         self._logs: dict[Path, TaskLog] = {}
         self.is_worker = hasattr(config, "workerinput")
+        self._setup_seconds: dict[str, float] = {}
+        self.started_bg: dict[tuple[Path, int], str] = {}  # (plan, step) -> task id of a background body this process started
         self.readiness_checked = False
         self.readiness_problems: str | None = None  # --dry-run: reported, not raised
         self.live = LiveOutput(config)
         self.emit = self.live.emit
         self.background = BackgroundSteps(self._ports())
+        self.late = LateVerdicts(self.background, settings, lambda rep: config.hook.pytest_runtest_logreport(report=rep),
+                                 self.live.emit, is_worker=self.is_worker)
 
     # ------------------------------------------------------------ plans
 
@@ -67,7 +74,8 @@ class DotasksRun:
         return self.parsed[spec_path].by_number().get(number), self.config_of(spec_path, number)
 
     def producers(self, spec_path: Path, before: int) -> dict[str, int]:
-        """Output pattern -> the step (earlier in the file) that makes it."""
+        """Output pattern -> the step (earlier in the file) that makes it: its ``outputs:``, and
+        the JSON files its ``metrics:`` reads (a step that is measured from a file writes it)."""
         out: dict[str, int] = {}
         spec = self.parsed.get(spec_path)
         if spec is None:
@@ -75,8 +83,12 @@ class DotasksRun:
         for step in spec.steps:
             if step.number == before:
                 break
-            for o in self.configs[spec_path][step.number].outputs:
+            cfg = self.configs[spec_path][step.number]
+            for o in cfg.outputs:
                 out[o.pattern] = step.number
+            for src in cfg.metric_sources:
+                if is_metrics_file(spec_path.parent, src.command):
+                    out.setdefault(src.command, step.number)
         return out
 
     def is_selected(self, spec_path: Path, number: int) -> bool:
@@ -112,12 +124,23 @@ class DotasksRun:
         )
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if not self.is_worker:
-            self.background.reconcile(self.specs)
+        if self.is_worker:
+            return
+        self._restore_markers()  # a stale editor buffer saved over our markers since the last run
+        self.background.reconcile(self.specs)
+
+    def _restore_markers(self) -> None:
+        if self.is_worker or self.settings.no_mark or self.settings.dry_run:
+            return
+        for spec in self.specs:
+            for message in restore_lost_markers(spec):
+                self.live.emit(f"[RESTORED] {message}", force=True)
+                self.log_for(spec).event(None, message, phase="mark", event="marker_restored")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.background.stop()
         self.live.flush()
+        self.live.close()
         if self.readiness_problems and not self.is_worker:
             session.exitstatus = pytest.ExitCode.USAGE_ERROR  # a dry run found what would stop a real run
 
@@ -125,11 +148,30 @@ class DotasksRun:
 
     def pytest_runtest_logfinish(self) -> None:
         self.live.flush()
+        self.late.deliver_settled()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        result = yield
+        # The controller tells every background outcome not yet told (workers leave theirs on disk).
+        if not self.is_worker:
+            self.late.finish()
+        return result
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
         if "dotasks_step" not in props:
             return
+        self.late.observe(report)
+        if props.get(LATE):
+            for rec in self.records:  # the background step's real outcome replaces "running"
+                if rec.task_id == props.get("task_id"):
+                    rec.outcome = "passed" if report.passed else "failed"
+                    rec.phase = None if report.passed else "background"
+                    rec.properties = props
+            return
+        if report.when == "setup" and report.passed:
+            self._setup_seconds[report.nodeid] = report.duration  # a step's time is setup + call
         if report.when == "call" or (report.when == "setup" and not report.passed):
             outcome: str = report.outcome  # widened: the summary adds "error" and "running"
             if report.when == "setup" and report.failed:
@@ -147,7 +189,8 @@ class DotasksRun:
             self.records.append(Record(
                 spec=str(props.get("dotasks_spec")), step=int(cast(int, props["dotasks_step"])),
                 title=str(props.get("title", "")), outcome=outcome, task_id=cast("str | None", props.get("task_id")),
-                phase=cast("str | None", props.get("failed_phase")), message=message, seconds=report.duration,
+                phase=cast("str | None", props.get("failed_phase")), message=message,
+                seconds=report.duration + self._setup_seconds.pop(report.nodeid, 0.0),
                 properties=props,
             ))
 
@@ -161,7 +204,20 @@ class DotasksRun:
             return
         write_summary(terminalreporter, SummaryInput(
             records=self.records, settings=self.settings, log_path=lambda spec: self.log_for(spec).path,
-            invocation_dir=Path(self.config.invocation_params.dir)))
+            invocation_dir=Path(self.config.invocation_params.dir), left_behind=self._left_behind()))
+
+    def _left_behind(self) -> dict[Path, list[int]]:
+        """``--steps continue``: pending steps before the continue point, which it does not run."""
+        if self.settings.steps != "continue":
+            return {}
+        out: dict[Path, list[int]] = {}
+        for path, spec in self.parsed.items():
+            chosen = self.selected.get(path, set())
+            first = min(chosen) if chosen else None
+            out[path] = [s.number for s in spec.steps
+                         if s.marker.status in (STATUS_TODO, STATUS_FAILED) and s.number not in chosen
+                         and (first is None or s.number < first)]
+        return out
 
 
 def spec_paths_from(config: pytest.Config, settings: Settings) -> list[Path]:

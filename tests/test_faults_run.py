@@ -426,3 +426,27 @@ def test_unwritable_task_log_is_a_usage_error(pytester: pytest.Pytester) -> None
     finally:
         locked.chmod(0o755)
         log.chmod(0o644)
+
+
+def test_kill_9_of_pytest_mid_step_then_rerun_never_runs_the_command_twice_at_once(tmp_path: Path) -> None:
+    """Found by a hostile try: the killed run's command lived on, the rerun's stale-claim takeover
+    ran the step again beside it, and both wrote the step's files. The takeover now stops what the
+    dead holder was running (it carries the old task id) before the step runs again."""
+    (tmp_path / "SPEC.md").write_text(
+        "- [ ] **STEP 1**: Long\n  - run: echo start >> ran.txt; sleep 6; echo end >> ran.txt\n")
+    ran = tmp_path / "ran.txt"
+    first = subprocess.Popen([*PYTEST, "--spec", "SPEC.md", "-q"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120  # hang guard only
+        while not (ran.exists() and "start" in ran.read_text()):
+            assert time.monotonic() < deadline, "the first run never started its step"
+            time.sleep(0.05)
+    finally:
+        first.kill()  # kill -9 of pytest alone: its command, in its own session, survives it
+        first.wait()
+    res = subprocess.run([*PYTEST, "--spec", "SPEC.md", "-q"], cwd=tmp_path, capture_output=True, text=True, check=False,
+                         timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    time.sleep(1)  # the old command, had it lived, would have written its "end" by now
+    assert ran.read_text().split() == ["start", "start", "end"]

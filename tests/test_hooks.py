@@ -38,9 +38,9 @@ def test_step_finished_sees_every_outcome(pytester: pytest.Pytester) -> None:
     res = pytester.runpytest("--spec", "SPEC.md", "-s")
     res.assert_outcomes(passed=3, failed=1, errors=1)
     # STEP 5 waits for STEP 4, whose end is reported in phase "background".
-    res.stdout.fnmatch_lines(["*SEEN [[](1, 'passed', 'main', True), (2, 'failed', 'main', True), "
-                              "(3, 'failed', 'preflight', True), (4, 'passed', 'background', False), "
-                              "(4, 'running', 'main', True), (5, 'passed', 'main', True)[]]"])
+    res.stdout.fnmatch_lines([("*SEEN [[](1, 'passed', 'main', True), (2, 'failed', 'main', True), "
+                               "(3, 'failed', 'preflight', True), (4, 'passed', 'background', False), "
+                               "(4, 'running', 'main', True), (5, 'passed', 'main', True)[]]")])
     calls = pytester.inline_run("--spec", "SPEC.md", "--redo", "--steps", "1-3").getcalls(
         "pytest_dotasks_step_finished")
     assert [(c.step.number, c.outcome) for c in calls] == [(1, "passed"), (2, "failed"), (3, "failed")]

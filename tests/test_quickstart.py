@@ -124,14 +124,18 @@ def test_readme_leads_with_the_quickstart_and_the_ci_test_command() -> None:
     commands = readme_commands()
     ci = [ln.strip() for ln in (REPO / ".ci" / "run").read_text().splitlines()
           if ln.strip().startswith("python -m pytest")]
-    assert commands[0].startswith("python -m pytest_dotasks init --run")
-    assert commands[1] == ci[-1] == "python -m pytest -n 2 -q"
+    # Each command does its own set-up on a fresh machine: the install, then the job.
+    assert commands[0] == 'pip install -e . && python -m pytest_dotasks init --run "$(mktemp -d)"'
+    assert commands[1] == "pip install -e '.[test]' && python -m pytest -n 2 -q"
+    assert commands[1].split(" && ")[1] == ci[-1] == "python -m pytest -n 2 -q"
+    assert "pip install --quiet -e '.[test]'" in (REPO / ".ci" / "run").read_text()
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("mktemp") is None, reason="needs bash and mktemp")
 def test_quickstart_runs_as_the_readme_says(tmp_path: Path) -> None:
     # The README's first command, verbatim; mktemp -d creates its folder under TMPDIR.
-    res = run(["bash", "-c", readme_commands()[0]], tmp_path, timeout=120, TMPDIR=str(tmp_path))
+    # (The install before `&&` already happened: this suite runs from that install.)
+    res = run(["bash", "-c", readme_commands()[0].split(" && ", 1)[1]], tmp_path, timeout=300, TMPDIR=str(tmp_path))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     (project,) = [p for p in tmp_path.iterdir() if (p / "SPEC.md").exists()]
     out = res.stdout

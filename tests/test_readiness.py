@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pytest_dotasks.plan.specmd import parse_with_configs
-from pytest_dotasks.readiness import dependency_problems, ranges, selection_problems
+from pytest_dotasks.readiness import dependency_problems, selection_problems
+from pytest_dotasks.report import ranges
 from pytest_dotasks.settings import resolve
 
 pytest_plugins = ["pytester"]
@@ -184,3 +185,15 @@ def test_claude_code_login_file_counts(tmp_path: Path) -> None:
 def test_ranges() -> None:
     assert ranges([5, 1, 2, 3, 9, 10]) == "1-3, 5, 9-10"
     assert ranges([]) == ""
+
+
+@pytest.mark.parametrize("log", ["SPEC.md", "conftest.py", "pytest.ini"])
+def test_task_log_may_not_be_a_file_that_configures_the_run(pytester: pytest.Pytester, log: str) -> None:
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest("")
+    spec = pytester.makefile(".md", SPEC="- [ ] **STEP 1**: A\n  - run: echo a > data.txt\n")
+    before = spec.read_bytes()
+    res = pytester.runpytest("--spec", "SPEC.md", "--task-log", log)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "which configures the run" in res.stderr.str()
+    assert spec.read_bytes() == before and not (pytester.path / "data.txt").exists()

@@ -233,17 +233,3 @@ def combined_prompt(plan: AgentPlan, feedback: Sequence[str] = ()) -> str:
         parts += ["---", f"(attempt {i}) " + prompts.feedback_prompt(text)]
     return "\n\n".join(parts)
 
-
-# Temporary: plugin.py and run/phases.py (items.py) still import these two from
-# here. They live in ``launch``, which imports this module, so they are looked
-# up at first use instead of imported (no import circle). Remove once every
-# caller imports ``pytest_dotasks.agent.launch``.
-_MOVED_TO_LAUNCH = ("open_session", "render_prompt")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_LAUNCH:
-        import importlib
-
-        return getattr(importlib.import_module("pytest_dotasks.agent.launch"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

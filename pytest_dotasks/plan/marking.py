@@ -191,7 +191,7 @@ def _restore_locked(real: Path, shown: Path) -> list[str]:
                     restored.append((n, got[1], after))
         return text
 
-    if not _writable(real):
+    if not writable(real):
         return []  # read-only: nothing can be restored now; the journal waits for a later run
     filecas.write(real, shown, compute, _UNDO)
     journal.clear(real)
@@ -210,7 +210,7 @@ def _checked_real(spec_path: Path) -> Path:
     if not real.exists():
         raise MarkError("SPEC.md was deleted during the run; the marker was not written", path=spec_path,
                         fix="restore the file; the task log keeps this step's result")
-    if not _writable(real):
+    if not writable(real):
         raise MarkError("the plan file is read-only; the marker was not written", path=spec_path,
                         fix="make it writable (chmod u+w) or run with --no-mark")
     return real
@@ -237,7 +237,7 @@ class _locked:
         self.lock.release()
 
 
-def _writable(path: Path) -> bool:
+def writable(path: Path) -> bool:
     """Would a person be allowed to write this file?
 
     ``os.access`` says yes to root whatever the mode, and our rename would then

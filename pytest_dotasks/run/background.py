@@ -53,7 +53,7 @@ class BgTask:
         pid_info = json.loads((state / "pid.json").read_text()) if (state / "pid.json").exists() else {}
         # Where reading the monitor file resumes: the position the last reader recorded, else
         # the file's size when the step started (what was there before is not this run's).
-        pos = _read_json(state / "monitor.json") or meta.get("monitor_start") or {}
+        pos = read_json(state / "monitor.json") or meta.get("monitor_start") or {}
         ident = pos.get("id")
         return cls(task_id=meta["task_id"], step=int(meta["step"]), spec=Path(meta["spec"]), state=state,
                    command=meta["command"], pid=int(pid_info.get("pid", 0)), starttime=pid_info.get("starttime"),
@@ -62,7 +62,7 @@ class BgTask:
                    monitor_id=(int(ident[0]), int(ident[1])) if ident else None)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

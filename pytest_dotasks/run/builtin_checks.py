@@ -93,8 +93,8 @@ def input_check(pattern: str, producer: int | None = None, planned: bool = False
         found = _matches(ctx.root, pattern)
         if found:
             return CheckResult(label, True, f"{len(found)} match(es)" if len(found) > 1 else str(found[0].name))
-        if planned and producer is not None:
-            return CheckResult(label, True, f"will be made by STEP {producer}")
+        if planned and producer is not None:  # data: shown in the terminal too, not only the log
+            return CheckResult(label, True, f"will be made by STEP {producer}", data={"made_by_step": producer})
         who = f" (an output of STEP {producer})" if producer is not None else ""
         return CheckResult(label, False, f"{pattern}{who} not found in {ctx.root}")
 
@@ -248,7 +248,7 @@ def _json_from_output(output: str) -> Any:
     raise ValueError(f"no JSON object in its output (last line: {_snippet(lines[-1])})")
 
 
-def _is_metrics_file(root: Path, text: str) -> bool:
+def is_metrics_file(root: Path, text: str) -> bool:
     """A single word naming a ``.json`` file, or an existing file that is not a program."""
     if not text or any(c.isspace() for c in text):
         return False
@@ -284,7 +284,7 @@ class MetricsCollector:
                     return
 
     def _read(self, text: str, ctx: CheckContext) -> str | None:
-        if _is_metrics_file(ctx.root, text):
+        if is_metrics_file(ctx.root, text):
             path = Path(text) if os.path.isabs(text) else ctx.root / text
             if not path.is_file():
                 return f"metrics file {text} not found"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pytest_dotasks.plan.marking import read_marker
 from pytest_dotasks.plan.model import STATUS_DONE, Marker
-from pytest_dotasks.run.background import pid_alive, proc_start
+from pytest_dotasks.run.background import carriers, kill_carriers, pid_alive, proc_start
 
 _HOST = socket.gethostname()
 # Claims this process holds, by path: a claim file naming our own pid that is not
@@ -186,6 +186,10 @@ def _take_over(path: Path, mine: Claim) -> Claim | None:
             other = _read(path)
             if other is not None and not _stale(other):
                 return other
+            if other is not None and other.host == _HOST:
+                # Its holder died (kill -9): what it was running still carries its task id. Stop it
+                # before this run executes the step again, or both would write the same files.
+                kill_carriers(carriers(other.task_id))
             if other is not None or path.exists():  # stale, or not a claim we could have written
                 _unlink(path)
             if _create(path, mine):

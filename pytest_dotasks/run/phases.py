@@ -112,6 +112,7 @@ class StepRunner:
         self.results: dict[str, list[CheckResult]] = {}
         self.metrics: dict[str, float] = {}
         self.session: AgentSession | None = None
+        self._hook_post: list[Check] | None = None
 
     @property
     def advisories(self) -> list[CheckResult]:
@@ -180,10 +181,16 @@ class StepRunner:
         return checks
 
     def post_checks(self) -> list[Check]:
+        """The step's post-validation; the hook is asked once per step (its checks serve every attempt)."""
         checks, self._collector = bc.post_checks_for(self.cfg)
-        checks += hook_checks("pytest_dotasks_post_checks",
-                              self.hooks.extra_checks("pytest_dotasks_post_checks", self.ctx.step))
-        return checks
+        if self._hook_post is None:
+            self._hook_post = hook_checks("pytest_dotasks_post_checks",
+                                          self.hooks.extra_checks("pytest_dotasks_post_checks", self.ctx.step))
+        return checks + self._hook_post
+
+    def has_post_checks(self) -> bool:
+        """Whether anything but the body's own word decides this step (outputs, validate, metrics, hooks)."""
+        return bool(self.post_checks())
 
     def preflight(self) -> None:
         t0 = time.monotonic()
@@ -195,14 +202,18 @@ class StepRunner:
         if failed:
             names = ", ".join(r.name for r in failed)
             raise PreflightFailed(
-                f"STEP {self.ctx.step.number} pre-flight failed: {names} [{self.ctx.task_id}]",
+                f"STEP {self.ctx.step.ident} pre-flight failed: {names} [{self.ctx.task_id}]",
                 detail=self._failure_text(failed),
             )
 
     def post(self) -> None:
         t0 = time.monotonic()
         try:
-            results = self._run_phase("post", self.post_checks(), self.ctx.settings.post_timeout)
+            checks = self.post_checks()
+            if not checks and not self.cfg.run:
+                self.ctx.emit("[POST] unverified: no checks, the agent's word only")
+                self.ctx.log_event("post", "unverified", "unverified: no checks, the agent's word only")
+            results = self._run_phase("post", checks, self.ctx.settings.post_timeout)
         finally:
             self.seconds["post"] = self.seconds.get("post", 0.0) + time.monotonic() - t0
         collector = getattr(self, "_collector", None)
@@ -220,7 +231,7 @@ class StepRunner:
         if failed:
             names = ", ".join(r.name for r in failed)
             raise PostFailed(
-                f"STEP {self.ctx.step.number} post-validation failed: {names} [{self.ctx.task_id}]",
+                f"STEP {self.ctx.step.ident} post-validation failed: {names} [{self.ctx.task_id}]",
                 detail=self._failure_text(failed),
             )
 
@@ -318,7 +329,7 @@ class StepRunner:
             self.ctx.properties.update(result.properties)
             if not result.ok:
                 failure: Exception = BodyFailed(
-                    f"STEP {self.ctx.step.number} failed in main: {result.summary} [{self.ctx.task_id}]",
+                    f"STEP {self.ctx.step.ident} failed in main: {result.summary} [{self.ctx.task_id}]",
                     detail=tail(result.output, 20),
                 )
                 feedback = f"The step failed: {result.summary}\n{tail(result.output, 40)}"

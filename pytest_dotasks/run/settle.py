@@ -29,16 +29,8 @@ from pytest_dotasks.run.context import dotasks_env
 from pytest_dotasks.run.monitor import Monitor
 from pytest_dotasks.run.phases import hook_checks
 from pytest_dotasks.run.tasklog import TaskLog, now_iso
+from pytest_dotasks.run.verdicts import Finished, status_of, verdict_of, write_verdict
 from pytest_dotasks.settings import Settings
-
-
-@dataclasses.dataclass
-class Finished:
-    """A background step that ended while this run watched."""
-
-    task: bg.BgTask
-    ok: bool
-    message: str
 
 
 @dataclasses.dataclass
@@ -116,7 +108,8 @@ class BackgroundSteps:
     def _settle_claimed(self, task: bg.BgTask, state: str, code: int | None) -> str | None:
         log = self.ports.log_for(task.spec)
         marker = read_marker(task.spec, task.step)
-        if marker is None or marker.task_id != task.task_id or marker.status != STATUS_RUNNING:
+        unmarked = self.ports.settings.no_mark  # --no-mark: the run's memory, not SPEC.md, says it is ours
+        if not unmarked and (marker is None or marker.task_id != task.task_id or marker.status != STATUS_RUNNING):
             log.event(task.task_id, "background step finished; its marker was changed meanwhile, left as it is",
                       step=task.step, phase="background", event="finished", state=state, exit_code=code)
             return None
@@ -124,8 +117,9 @@ class BackgroundSteps:
             bg.kill_orphan(task)
         ok = state == bg.EXITED and code == 0
         detail = ""
+        props: dict[str, Any] = {"exit_code": code}
         if ok:
-            ok, detail = self._post(task)
+            ok, detail = self._post(task, props)
         status = STATUS_DONE if ok else STATUS_FAILED
         settings = self.ports.settings
         try:
@@ -137,7 +131,9 @@ class BackgroundSteps:
                    else f"STEP {task.step}: background process vanished (killed?)")
         log.event(task.task_id, message + ("" if ok else " - FAILED"), step=task.step, phase="background",
                   event="finished", state=state, exit_code=code, ok=ok, detail=detail)
-        self.finished.append(Finished(task, ok, message + (f"; {detail}" if detail else "")))
+        done = Finished(task, ok, message + (f"; {detail}" if detail else ""), props)
+        self.finished.append(done)
+        write_verdict(task, ok, done.message, props)
         step = self.ports.plan_step(task.spec, task.step)[0]
         if step is not None:
             self.ports.step_finished(step, task.task_id, ok, {"exit_code": code, "state": state, "detail": detail})
@@ -148,12 +144,12 @@ class BackgroundSteps:
             self.ports.emit(f"[BACKGROUND] ✗ {message}{why} [{task.task_id}]; output: {task.output}", force=True)
         return status
 
-    def _post(self, task: bg.BgTask) -> tuple[bool, str]:
-        """Post-validation of a background step once its body has ended."""
+    def _post(self, task: bg.BgTask, props: dict[str, Any]) -> tuple[bool, str]:
+        """Post-validation of a background step once its body has ended; its metrics and checks go to ``props``."""
         step, cfg = self.ports.plan_step(task.spec, task.step)
         if step is None or cfg is None:
             return True, ""
-        checks = bc.post_checks_for(cfg)[0]
+        checks, collector = bc.post_checks_for(cfg)
         checks += hook_checks("pytest_dotasks_post_checks", self.ports.post_hook_checks(step))
         if not checks:
             return True, ""
@@ -166,6 +162,11 @@ class BackgroundSteps:
             log.event(task.task_id, f"{r.name}: {'ok' if r.ok else 'FAILED'}", step=task.step, phase="post",
                       event="check", check=r.name, ok=r.ok, seconds=round(r.seconds, 3), severity=r.severity,
                       detail=r.detail[-2000:])
+            props[f"check.{r.name}"] = "ok" if r.ok else "failed"
+        if collector.values:
+            log.event(task.task_id, "metrics: " + ", ".join(f"{k}={v:g}" for k, v in collector.values.items()),
+                      step=task.step, phase="post", event="metrics", metrics=dict(collector.values))
+        props.update({f"metric.{k}": v for k, v in collector.values.items()})
         failed = [r for r in results if r.blocking]
         return (not failed), "; ".join(f"{r.name}: {r.detail.splitlines()[0] if r.detail else 'failed'}"
                                       for r in failed)
@@ -206,8 +207,12 @@ class BackgroundSteps:
     def lost(self, spec: Path, number: int, task_id: str) -> bg.Carrier | None:
         """A background execution whose state folder is gone: its live supervisor, if any (``_lost``)."""
         return _lost(self.ports, self.finished, spec, number, task_id)
-    def wait(self, spec: Path, dep: int, task_id: str | None, limit: float | None) -> str:
-        """Block until STEP ``dep``'s background body ends; returns its final status."""
+    def wait(self, spec: Path, dep: int, task_id: str | None, limit: float | None,
+             heartbeat: float | None = None) -> str:
+        """Block until STEP ``dep``'s background body ends; returns its final status.
+
+        ``heartbeat``: every so many seconds, an always-shown line saying it still waits.
+        """
         started = time.monotonic()
         task = bg.find(spec, task_id)
         while task is None:  # its state is gone: wait while a process carrying its task id runs
@@ -224,7 +229,8 @@ class BackgroundSteps:
                             "lost; waiting...")
             time.sleep(1.0)
             task = bg.find(spec, task_id)
-        start = time.monotonic()
+        self._monitor().watch(task)  # its lines keep reaching the log while we wait (xdist's controller too)
+        start = last_beat = time.monotonic()
         announced = False
         while True:
             state, code = bg.status(task)
@@ -235,13 +241,17 @@ class BackgroundSteps:
                 deadline = time.monotonic() + 10
                 while not bg.settled(task) and time.monotonic() < deadline:
                     time.sleep(0.05)
-                marker = read_marker(spec, dep)
-                return marker.status if marker is not None else STATUS_FAILED
+                return status_of(verdict_of(self.finished, spec, task.task_id), spec, dep, task.task_id)
             if limit is not None and time.monotonic() - start > limit:
                 return STATUS_RUNNING
             if not announced:
                 self.ports.emit(f"[WAIT] STEP {dep} is still running in the background (pid {task.pid}); waiting...")
                 announced = True
+            now = time.monotonic()
+            if heartbeat is not None and now - last_beat >= heartbeat:
+                last_beat = now
+                self.ports.emit(f"[WAIT] STEP {dep} still running in the background (pid {task.pid}), "
+                                f"{_elapsed(now - start)} so far [{task.task_id}]", force=True)
             time.sleep(0.2)
 
 
@@ -321,6 +331,12 @@ def _running_markers(spec: Path) -> list[tuple[int, str]]:
         return []
     return [(st.number, st.marker.task_id) for st in parsed.steps
             if st.marker.status == STATUS_RUNNING and st.marker.task_id]
+
+
+def _elapsed(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def _note(task: bg.BgTask, state: str, code: int | None) -> str:

@@ -140,7 +140,10 @@ class TaskLog:
         # and the line after (a value turned into text by ``default=str``).
         line = json.dumps(self._scrub_value(entry), ensure_ascii=False, default=str)
         line = self.scrub(line) + "\n"
-        data = line.encode("utf-8")
+        try:
+            data = line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (a model's odd text): escape it, never lose the line
+            data = (self.scrub(json.dumps(self._scrub_value(entry), ensure_ascii=True, default=str)) + "\n").encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_dotasks.agent import launch, session
+from pytest_dotasks.agent import session
 from pytest_dotasks.agent.session import Transcript, Usage, combined_prompt, one_line, plan_for
 from tests.agent.helpers import agent_project
 from tests.stubs.steps import make_ctx
@@ -45,14 +45,6 @@ def test_combined_prompt_appends_each_failure(root: Path) -> None:
     text = combined_prompt(plan, ["it broke", "still broken"])
     assert text.startswith(plan.system) and plan.user in text
     assert "(attempt 2)" in text and "it broke" in text and "(attempt 3)" in text
-
-
-def test_open_session_and_render_prompt_are_still_reachable_from_session() -> None:
-    # Temporary, until plugin.py and the items import them from launch.
-    assert session.open_session is launch.open_session
-    assert session.render_prompt is launch.render_prompt
-    with pytest.raises(AttributeError):
-        session.no_such_name  # noqa: B018
 
 
 def test_the_agents_commands_run_without_its_credentials(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

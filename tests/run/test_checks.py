@@ -60,15 +60,18 @@ def wait_gone(pid: int, within: float = 5.0) -> bool:
 
 
 def test_checks_run_concurrently(tmp_path: Path) -> None:
+    spans: list[tuple[float, float]] = []
+
     def slow(ctx: CheckContext) -> tuple[bool, str]:
+        start = time.monotonic()
         time.sleep(1)
+        spans.append((start, time.monotonic()))
         return True, "slept"
 
     checks = [Check(f"slow {i}", slow) for i in range(3)]
-    t0 = time.monotonic()
     results = run(checks, tmp_path, workers=3)
-    elapsed = time.monotonic() - t0
-    assert elapsed < 2.5, elapsed
+    # Concurrency as behaviour, not a stopwatch: all three were sleeping at the same moment.
+    assert max(s for s, _ in spans) < min(e for _, e in spans), spans
     assert [r.name for r in results] == ["slow 0", "slow 1", "slow 2"]
     assert all(r.ok and r.detail == "slept" and r.seconds >= 0.9 for r in results)
 
@@ -111,9 +114,7 @@ def test_hanging_check_is_abandoned_and_reported(tmp_path: Path) -> None:
         Check("hangs", lambda ctx: forever.wait()),
         Check("quick", lambda ctx: (True, "fine")),
     ]
-    t0 = time.monotonic()
     results = run(checks, tmp_path, timeout=0.5)
-    assert time.monotonic() - t0 < 3
     hung, quick = results
     assert not hung.ok and hung.timed_out and hung.blocking
     assert hung.detail.startswith("timed out after 0.5s")
@@ -125,9 +126,7 @@ def test_per_check_timeout_overrides_phase_timeout(tmp_path: Path) -> None:
     checks = [Check("short leash", lambda ctx: time.sleep(5), timeout=0.3),
               Check("sees its limit", lambda ctx: (ctx.timeout == 7 and ctx.remaining() <= 7, str(ctx.timeout)),
                     timeout=7)]
-    t0 = time.monotonic()
     short, sees = run(checks, tmp_path, timeout=30)
-    assert time.monotonic() - t0 < 3
     assert short.timed_out and "0.3s" in short.detail
     assert sees.ok, sees.detail
 
@@ -135,9 +134,7 @@ def test_per_check_timeout_overrides_phase_timeout(tmp_path: Path) -> None:
 def test_abandoned_check_frees_its_worker(tmp_path: Path) -> None:
     forever = threading.Event()
     checks = [Check("hangs", lambda ctx: forever.wait(), timeout=0.3), Check("next", lambda ctx: True)]
-    t0 = time.monotonic()
     hung, nxt = run(checks, tmp_path, workers=1)
-    assert time.monotonic() - t0 < 3
     assert hung.timed_out and nxt.ok
     forever.set()
 
@@ -145,9 +142,7 @@ def test_abandoned_check_frees_its_worker(tmp_path: Path) -> None:
 def test_shell_check_timeout_kills_its_process_group(tmp_path: Path) -> None:
     # The grandchild `sleep` writes its pid; after the timeout it must be gone.
     check = bc.shell_check(Command("sleep 30 & echo $! > sleeper.pid; wait", CRITICAL, 1), "preflight")
-    t0 = time.monotonic()
     res = one(check, tmp_path, timeout=1)
-    assert time.monotonic() - t0 < 10
     assert not res.ok and res.timed_out
     assert "timed out after 1s" in res.detail
     pid = int((tmp_path / "sleeper.pid").read_text())
@@ -211,10 +206,8 @@ def test_on_result_raising_does_not_hang_the_pool(tmp_path: Path) -> None:
     def boom(res: CheckResult) -> None:
         raise RuntimeError("reporter bug")
 
-    t0 = time.monotonic()
     with pytest.raises(RuntimeError, match="reporter bug"):
         run([Check("a", lambda ctx: True), Check("b", lambda ctx: True)], tmp_path, timeout=2, on_result=boom)
-    assert time.monotonic() - t0 < 5
 
 
 def test_no_checks_and_zero_workers(tmp_path: Path) -> None:
@@ -315,9 +308,7 @@ def test_requires_run_in_parallel(pkgs: tuple[Path, dict[str, str]]) -> None:
 
 def test_requires_hanging_import_times_out(pkgs: tuple[Path, dict[str, str]]) -> None:
     root, env = pkgs
-    t0 = time.monotonic()
     res = one(bc.requires_check("hanging_pkg"), root, timeout=1, env=env)
-    assert time.monotonic() - t0 < 8
     assert not res.ok and res.timed_out and "did not finish within 1s" in res.detail
 
 
@@ -517,9 +508,7 @@ def test_metrics_source_errors(tmp_path: Path, source: str, setup: str | None, m
 
 def test_metrics_command_timeout(tmp_path: Path) -> None:
     checks, _ = bc.metrics_checks(cfg_from("metrics: sleep 30"))
-    t0 = time.monotonic()
     (r,) = run(checks, tmp_path, timeout=1)
-    assert time.monotonic() - t0 < 8
     assert not r.ok and "timed out after 1s" in r.detail
 
 

@@ -1,0 +1,49 @@
+"""A plan's status at a glance: each step's state, and the background steps still running.
+
+Used by ``pytest --spec SPEC.md --co`` (each item's line) and by
+``pytest-dotasks status [SPEC.md]``, which needs no pytest session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Marker, Step
+
+_LABEL = {STATUS_DONE: "✓ done", STATUS_FAILED: "✗ failed", STATUS_RUNNING: "⏳ running"}
+
+
+def state_label(marker: Marker) -> str:
+    """``✓ done task_8_3fa2b8c1 2026-11-24T10:30:12``, ``pending``, ..."""
+    label = _LABEL.get(marker.status, "pending")
+    extra = " ".join(x for x in (marker.task_id, marker.timestamp) if x)
+    return f"{label} {extra}".rstrip()
+
+
+def status_lines(spec_path: Path) -> list[str]:
+    """The table ``pytest-dotasks status`` prints. Raises DotasksError for a plan that does not parse."""
+    from pytest_dotasks.plan.specmd import parse_file
+    from pytest_dotasks.run import background as bg
+
+    spec = parse_file(spec_path)
+    width = max((len(str(s.number)) for s in spec.steps), default=1)
+    lines = [f"{spec_path}: {_counts(spec.steps)}"]
+    for step in spec.steps:
+        lines.append(f"  STEP {step.number:<{width}}  {state_label(step.marker):<48}  {step.title}")
+    running = []
+    for task in bg.tasks_for(spec_path):
+        state, _code = bg.status(task)
+        if state == bg.RUNNING:
+            running.append(f"  STEP {task.step}: pid {task.pid}, output {task.output}"
+                           + (f", monitor {task.monitor}" if task.monitor else ""))
+    if running:
+        lines.append("running in the background:")
+        lines.extend(running)
+    return lines
+
+
+def _counts(steps: tuple[Step, ...]) -> str:
+    n = {k: sum(1 for s in steps if s.marker.status == k) for k in (STATUS_DONE, STATUS_FAILED, STATUS_RUNNING)}
+    pending = len(steps) - sum(n.values())
+    return (f"{len(steps)} steps: {n[STATUS_DONE]} done, {n[STATUS_FAILED]} failed, "
+            f"{n[STATUS_RUNNING]} running, {pending} pending")
