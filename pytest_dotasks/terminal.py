@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import TextIO
 
 import pytest
 
@@ -26,13 +28,36 @@ class LiveOutput:
         self.config = config
         self.is_worker = hasattr(config, "workerinput")
         self._pending: list[str] = []
+        self._lock = threading.Lock()
         self.last_line = time.monotonic()
+        # The terminal as it is now, before any test captures: a copy of stdout's descriptor, or
+        # (when stdout has none: pytest run in-process by pytester) the stream object itself.
         self._tty: int | None = None
+        self._tty_file: TextIO | None = None
         if not self.is_worker and (config.get_verbosity() >= 1 or os.environ.get("CI")):
             try:
-                self._tty = os.dup(1)  # the terminal as it is now, before any test captures fd 1
-            except OSError:
-                self._tty = None
+                self._tty = os.dup(sys.stdout.fileno())
+            except (AttributeError, OSError, ValueError):
+                self._tty_file = sys.stdout
+
+    @property
+    def has_tty(self) -> bool:
+        return self._tty is not None or self._tty_file is not None
+
+    def _raw(self, text: str) -> bool:
+        """Write past any capture, from any thread; False when nothing could be written."""
+        with self._lock:
+            try:
+                if self._tty is not None:
+                    os.write(self._tty, text.encode("utf-8", "replace"))
+                elif self._tty_file is not None:
+                    self._tty_file.write(text)
+                    self._tty_file.flush()
+                else:
+                    return False
+            except (OSError, ValueError):
+                return False
+        return True
 
     def emit(self, line: str, force: bool = False) -> None:
         """A live line under ``-v`` (``force``: always)."""
@@ -40,7 +65,11 @@ class LiveOutput:
             return
         self.last_line = time.monotonic()  # something was said: no heartbeat needed yet
         if threading.current_thread() is not threading.main_thread():
-            self._pending.append(line)
+            # A command's output reader, the background monitor: write past the capture to the
+            # terminal's own descriptor (live, and no capture toggled from another thread); without
+            # one, the line waits for the main thread.
+            if not self._raw(line + "\n"):
+                self._pending.append(line)
             return
         self.flush()
         self._write(line)
@@ -48,7 +77,7 @@ class LiveOutput:
     @contextlib.contextmanager
     def heartbeat(self, label: str, every: float) -> Iterator[None]:
         """While the block runs, every ``every`` seconds without a live line, say it still runs."""
-        if self._tty is None or every <= 0:
+        if not self.has_tty or every <= 0:
             yield
             return
         stop = threading.Event()
@@ -59,12 +88,8 @@ class LiveOutput:
                 now = time.monotonic()
                 if now - self.last_line >= every:
                     self.last_line = now
-                    line = f"\n[HEARTBEAT] {label}: running {_elapsed(now - start)}, no output for {every:g}s\n"
-                    fd = self._tty
-                    try:
-                        if fd is not None:
-                            os.write(fd, line.encode("utf-8", "replace"))
-                    except OSError:
+                    if not self._raw(f"\n[HEARTBEAT] {label}: running {_elapsed(now - start)}, "
+                                     f"no output for {every:g}s\n"):
                         return
 
         thread = threading.Thread(target=beat, name="dotasks-heartbeat", daemon=True)
@@ -80,6 +105,7 @@ class LiveOutput:
             with contextlib.suppress(OSError):
                 os.close(self._tty)
             self._tty = None
+        self._tty_file = None
 
     def flush(self) -> None:
         while self._pending:

@@ -137,3 +137,15 @@ def test_silent_step_gets_a_heartbeat_in_ci_and_none_otherwise(pytester: pytest.
     quiet = pytester.runpytest_subprocess("--spec", "SPEC.md", "--heartbeat", "0.5s", "--no-mark", timeout=300)
     quiet.assert_outcomes(passed=1)
     assert "HEARTBEAT" not in quiet.stdout.str()
+
+
+def test_v_streams_a_commands_output_while_it_runs(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Ticks
+  - run: for i in 1 2 3; do echo tick $i; sleep 0.4; done
+""")
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-v", "--no-mark", timeout=300)
+    res.assert_outcomes(passed=1)
+    out = res.stdout.str()
+    # Live: the lines come before the step's verdict, not flushed after it.
+    assert out.index("→ tick 1") < out.index("→ tick 3") < out.index("PASSED")
