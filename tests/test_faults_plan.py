@@ -309,12 +309,21 @@ def test_a_huge_steps_range_selects_without_expanding(pytester: pytest.Pytester)
 # --------------------------------------------------------------------------- 11. odd characters
 
 
-def test_a_tick_in_a_title_is_a_warning_naming_the_line(pytester: pytest.Pytester) -> None:
-    """"Fix the ✓ icon" read as done and never ran, silently."""
-    pytester.makefile(".md", SPEC="# Plan\n\n- [ ] **STEP 1**: Fix the ✓ icon\n  - run: true\n")
-    res = pytester.runpytest("--spec", "SPEC.md", "-rs")
-    out = res.stdout.str()
-    assert [ln for ln in out.splitlines() if "SPEC.md:3" in ln and "`✓`" in ln], out
+def test_a_tick_in_a_title_is_title_text_and_the_step_runs(pytester: pytest.Pytester) -> None:
+    """"Fix the ✓ icon" read as done and never ran, silently; and --redo cut the words after the tick.
+
+    A status symbol starts a marker only when a marker follows it (nothing, ``[``, ``(`` or a date);
+    otherwise it is part of the title, which marking keeps whole.
+    """
+    spec = pytester.makefile(".md", SPEC="# Plan\n\n- [ ] **STEP 1**: Fix the ✓ marks and ✗ crosses ⏳ later\n"
+                                        "  - run: touch ran.txt\n")
+    res = pytester.runpytest("--spec", "SPEC.md")
+    res.assert_outcomes(passed=1)
+    assert (pytester.path / "ran.txt").exists()
+    line = spec.read_text().splitlines()[2]
+    assert line.startswith("- [x] **STEP 1**: Fix the ✓ marks and ✗ crosses ⏳ later ✓ [task_id: task_1_")
+    pytester.runpytest("--spec", "SPEC.md", "--redo").assert_outcomes(passed=1)
+    assert "Fix the ✓ marks and ✗ crosses ⏳ later ✓ [task_id: task_1_" in spec.read_text()
 
 
 def test_a_nul_in_a_run_value_is_a_collection_error(pytester: pytest.Pytester) -> None:

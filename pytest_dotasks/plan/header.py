@@ -126,7 +126,7 @@ def parse_header(line: str, fmt: str | None = None) -> Header | None:
         title = title.strip()
         head = f" {title}" if title else ""
     else:
-        start = _MARK_START.search(body)
+        start = _first_marker(body)
         if start:
             marker_text = body[start.start() + 1:]
             head = body[: start.start()]
@@ -156,20 +156,15 @@ def parse_header(line: str, fmt: str | None = None) -> Header | None:
 _MARKER_TAIL = re.compile(r"^(?:✓|✗|⏳)[ \t]*(?:(?:Failed|Running|Done)\b[ \t]*)?(?P<rest>.*)$", re.IGNORECASE | re.DOTALL)
 
 
-def symbol_in_title(h: Header) -> str | None:
-    """The symbol, when the marker region reads like title text ("Fix the ✓ icon").
-
-    The marker rule (DESIGN.md section 2) makes the region a marker all the same;
-    the caller warns, because the step reads as done or failed and the words after
-    the symbol are replaced the next time the step is marked.
-    """
-    if not h.marker_text:
-        return None
-    m = _MARKER_TAIL.match(h.marker_text)
-    rest = m.group("rest") if m else ""
-    if not rest or rest[0] in "[(" or rest[0].isdigit():
-        return None
-    return h.marker_text[0]
+def _first_marker(body: str) -> re.Match[str] | None:
+    """The first status symbol that starts a marker: followed (after an optional status word) by
+    nothing, ``[`` or ``(``. "Fix the ✓ icon" is a title, not a done step."""
+    for m in _MARK_START.finditer(body):
+        tail = _MARKER_TAIL.match(body[m.start() + 1:])
+        rest = tail.group("rest").strip() if tail else ""
+        if not rest or rest[0] in "[(" or rest[0].isdigit():
+            return m
+    return None
 
 
 def read_marker(box: str, marker_text: str) -> Marker:

@@ -28,8 +28,8 @@ from pytest_dotasks.plan.formats.blocks import (  # noqa: F401 (read_text, split
 )
 from pytest_dotasks.plan.formats.diagnose import no_steps, unread_steps
 from pytest_dotasks.plan.formats.fieldbullets import field_of, one_line
-from pytest_dotasks.plan.header import INLINE_HEADER, MAX_STEP_DIGITS, parse_header, step_ident, symbol_in_title
-from pytest_dotasks.plan.model import STATUS_DONE, Field, Marker, Spec, Step, number_of
+from pytest_dotasks.plan.header import INLINE_HEADER, MAX_STEP_DIGITS, parse_header, step_ident
+from pytest_dotasks.plan.model import Field, Marker, Spec, Step, number_of
 
 if TYPE_CHECKING:
     from pytest_dotasks.plan.fields import StepConfig
@@ -117,14 +117,6 @@ def _parse_specmd(text: str, path: Path) -> Spec:
             raise SpecError("step numbers start at 1", path=path, line=blk.start + 1)
         headers[h.number] = (blk.start, h)
         step_items.append((blk, h))
-        sym = symbol_in_title(h)
-        if sym is not None:
-            status = "done" if h.marker.status == STATUS_DONE else h.marker.status
-            warnings.append(
-                f"{path}:{blk.start + 1}: STEP {h.ident}'s title has ' {sym}', which starts a status marker: "
-                f"the step reads as {status} and the words after it are replaced when the step is marked; "
-                f"write the symbol in backticks (`{sym}`) or without the space before it"
-            )
         phase_of[h.number] = heading_stack[-1].inline.strip() if heading_stack else None
 
     # Section end of every detail heading: the next heading of its level or above, or
