@@ -155,6 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = shlex.quote(str(dest))
     print(f"\nThe plan ran in {dest} (SPEC.md there now carries the markers). Next, from there:")
     print(f"  cd {where}")
-    print(f"  {PROG} status                              # each step's state")
-    print("  python -m pytest --spec SPEC.md -v --redo   # run every step again")
+    print(f"  {PROG} status                      # each step's state")
+    print("  python -m pytest --spec SPEC.md -v --redo  # run every step again")
     return code
