@@ -22,6 +22,8 @@ from typing import TextIO
 
 import pytest
 
+from pytest_dotasks.plan.durations import format_elapsed
+
 
 class LiveOutput:
     def __init__(self, config: pytest.Config) -> None:
@@ -88,7 +90,7 @@ class LiveOutput:
                 now = time.monotonic()
                 if now - self.last_line >= every:
                     self.last_line = now
-                    if not self._raw(f"\n[HEARTBEAT] {label}: running {_elapsed(now - start)}, "
+                    if not self._raw(f"\n[HEARTBEAT] {label}: running {format_elapsed(now - start)}, "
                                      f"no output for {every:g}s\n"):
                         return
 
@@ -120,9 +122,3 @@ class LiveOutput:
         with ctx:
             tr.write_line(line)
         self.last_line = time.monotonic()
-
-
-def _elapsed(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"

@@ -42,3 +42,10 @@ def parse_duration(text: str, *, lo: float | None = None, hi: float | None = Non
 def _short(text: str) -> str:
     text = str(text).strip()
     return text if len(text) <= 24 else text[:20] + "..."
+
+
+def format_elapsed(seconds: float) -> str:
+    """``5s``, ``2m05s``, ``1h02m05s``: how long something has run, for a person."""
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_dotasks.errors import DotasksError, MarkError
+from pytest_dotasks.plan.durations import format_elapsed
 from pytest_dotasks.plan.fields import StepConfig
 from pytest_dotasks.plan.marking import mark, read_marker
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Step
@@ -251,7 +252,7 @@ class BackgroundSteps:
             if heartbeat is not None and now - last_beat >= heartbeat:
                 last_beat = now
                 self.ports.emit(f"[WAIT] STEP {dep} still running in the background (pid {task.pid}), "
-                                f"{_elapsed(now - start)} so far [{task.task_id}]", force=True)
+                                f"{format_elapsed(now - start)} so far [{task.task_id}]", force=True)
             time.sleep(0.2)
 
 
@@ -332,11 +333,6 @@ def _running_markers(spec: Path) -> list[tuple[int, str]]:
     return [(st.number, st.marker.task_id) for st in parsed.steps
             if st.marker.status == STATUS_RUNNING and st.marker.task_id]
 
-
-def _elapsed(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
 def _note(task: bg.BgTask, state: str, code: int | None) -> str:
