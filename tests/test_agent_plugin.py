@@ -4,40 +4,22 @@ from __future__ import annotations
 
 import json
 import re
-import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests.agent.helpers import AGENT, greeting, log, properties, results, transcript, write_executor
 from tests.stubs.anthropic_stub import API_KEY, AnthropicStub, text, tool_use
 
 pytest_plugins = ["pytester"]
 
 DONE = text("Tested it: python3 hello.py prints hi.\nSTEP RESULT: SUCCESS")
 
-PLAN = """\
-- [ ] **STEP 1**: Make the greeting
-  Write hello.py that prints a greeting.
-  - outputs: hello.py
-  - validate: python3 hello.py | grep -q hi
-  - retries: 1
-"""
-
-AGENT = """\
----
-name: tinker-executor
-description: Executes plan steps.
-tools: Bash, Read, Write, Edit
-model: haiku
----
-You are the executor. Test before you claim success.
-"""
+PLAN = greeting(extra="  - retries: 1\n")
 
 
 def test_agent_step_runs_retries_and_reports_cost(pytester: pytest.Pytester, anthropic_stub: AnthropicStub) -> None:
     spec = pytester.makefile(".md", SPEC=PLAN)
-    pytester.mkdir(".claude")
-    pytester.mkdir(".claude/agents")
-    (pytester.path / ".claude" / "agents" / "AGENT.md").write_text(AGENT)
+    write_executor(pytester.path)
     # First attempt writes a script that fails validation; the failure goes back
     # into the same conversation and the second attempt fixes it.
     (anthropic_stub
@@ -58,19 +40,16 @@ def test_agent_step_runs_retries_and_reports_cost(pytester: pytest.Pytester, ant
     assert (pytester.path / "hello.py").read_text() == "print('hi')\n"
     assert "✓ [task_id: task_1_" in spec.read_text()
 
-    case = ET.parse(pytester.path / "out.xml").getroot().find(".//testcase")
-    assert case is not None
-    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    props = properties(pytester.path / "out.xml")
     assert props["agent"] == "tinker-executor" and props["model"] == "claude-haiku-5-5"
     assert int(props["input_tokens"]) == 1030 and float(props["cost_usd"]) > 0
     task_id = props["task_id"]
-    transcript = pytester.path / ".dotasks" / "transcripts" / f"{task_id}.jsonl"
-    assert transcript.exists()
-    log = (pytester.path / ".task_execution.log").read_text()
-    assert any(json.loads(x).get("event") == "retry" for x in log.splitlines())
+    assert transcript(pytester.path, task_id)
+    assert any(e.get("event") == "retry" for e in log(pytester.path))
     res.stdout.fnmatch_lines(["*agent tokens: 1030 in*, * out; estimated cost $*"])
-    for blob in (log, transcript.read_text(), (pytester.path / "out.xml").read_text(), res.stdout.str()):
-        assert API_KEY not in blob
+    for name in (".task_execution.log", f".dotasks/transcripts/{task_id}.jsonl", "out.xml"):
+        assert API_KEY not in (pytester.path / name).read_text(), name
+    assert API_KEY not in res.stdout.str()
 
 
 def test_invalid_key_fails_in_one_line(pytester: pytest.Pytester, anthropic_stub: AnthropicStub,
@@ -94,26 +73,14 @@ def test_dry_run_shows_prompt_without_calling(pytester: pytest.Pytester, anthrop
 
 # ------------------------------------------------------------ agents cannot change the rules
 
-RULES_PLAN = """\
-- [ ] **STEP 1**: Make the greeting
-  Write hello.py that prints a greeting.
-  - outputs: hello.py
-- [ ] **STEP 9**: Ship it
-  - run: false
-"""
+RULES_PLAN = greeting(validate=None, extra="- [ ] **STEP 9**: Ship it\n  - run: false\n")
 
 
 def _agent_project(pytester: pytest.Pytester) -> None:
     pytester.makefile(".md", SPEC=RULES_PLAN)
     pytester.makeini("[pytest]\naddopts = -p no:randomly\n")
     pytester.makeconftest("# the project's own hooks\n")
-    (pytester.path / ".claude" / "agents").mkdir(parents=True)
-    (pytester.path / ".claude" / "agents" / "AGENT.md").write_text(AGENT)
-
-
-def _log(pytester: pytest.Pytester) -> list[dict]:
-    # every line still parses: the guard's restores and the plugin's own appends left a valid log
-    return [json.loads(x) for x in (pytester.path / ".task_execution.log").read_text().splitlines()]
+    write_executor(pytester.path)
 
 
 def test_bash_cannot_mark_steps_or_change_the_rules(pytester: pytest.Pytester, anthropic_stub: AnthropicStub) -> None:
@@ -133,7 +100,7 @@ def test_bash_cannot_mark_steps_or_change_the_rules(pytester: pytest.Pytester, a
     res.assert_outcomes(passed=1)
     assert anthropic_stub.violations == []
     # the model was told, in the result of the very call
-    result = next(b for b in anthropic_stub.message_requests[1].messages[-1]["content"] if b["type"] == "tool_result")
+    [result] = results(anthropic_stub.message_requests[1])
     assert result["is_error"] and "were put back" in result["content"]
     for name in ("SPEC.md: changed, restored", f"{ini.name}: changed, restored", "conftest.py: changed, restored",
                  ".claude/agents/AGENT.md: changed, restored", ".claude/settings.json: created, restored",
@@ -146,14 +113,13 @@ def test_bash_cannot_mark_steps_or_change_the_rules(pytester: pytest.Pytester, a
     assert ini.read_text() == ini_before and conftest.read_text() == conftest_before
     assert (pytester.path / ".claude" / "agents" / "AGENT.md").read_text() == AGENT
     assert not (pytester.path / ".claude" / "settings.json").exists()
-    log = _log(pytester)
-    assert [e["tool"] for e in log if e.get("event") == "agent_tool"] == ["Bash", "Write"]
-    guard = [e for e in log if e.get("event") == "agent_guard"]
+    entries = log(pytester.path)  # every line still parses: the guard's restores and the plugin's appends
+    assert [e["tool"] for e in entries if e.get("event") == "agent_tool"] == ["Bash", "Write"]
+    guard = [e for e in entries if e.get("event") == "agent_guard"]
     assert len(guard) == 1 and len(guard[0]["changes"]) == 6
-    assert any(e.get("phase") == "mark" for e in log)
+    assert any(e.get("phase") == "mark" for e in entries)
     task_id = guard[0]["task_id"]
-    kinds = [json.loads(x)["type"] for x in
-             (pytester.path / ".dotasks" / "transcripts" / f"{task_id}.jsonl").read_text().splitlines()]
+    kinds = [x["type"] for x in transcript(pytester.path, task_id)]
     assert kinds.count("tool_result") == 2 and kinds[-1] == "end"
     kept = pytester.path / ".dotasks" / "guard" / task_id
     assert any(p.read_text().endswith("task_9_00000000]\n") for p in kept.rglob("SPEC.md"))
@@ -166,7 +132,7 @@ def test_the_agents_commands_do_not_see_its_key(pytester: pytest.Pytester, anthr
     pytester.runpytest("--spec", "SPEC.md", "--steps", "1").assert_outcomes(passed=1)
     env = (pytester.path / "env.txt").read_text()
     assert API_KEY not in env and "ANTHROPIC_API_KEY" not in env and "DOTASKS_TASK_ID=task_1_" in env
-    result = next(b for b in anthropic_stub.message_requests[1].messages[-1]["content"] if b["type"] == "tool_result")
+    [result] = results(anthropic_stub.message_requests[1])
     assert result["content"] == "key=[]"
 
 
@@ -178,7 +144,7 @@ def test_a_step_that_names_the_key_in_env_gets_it(pytester: pytest.Pytester, ant
     anthropic_stub.reply(dump).reply(tool_use("Write", {"file_path": "hello.py", "content": "1"})).reply(DONE)
     pytester.runpytest("--spec", "SPEC.md", "--steps", "1").assert_outcomes(passed=1)
     assert f"ANTHROPIC_API_KEY={API_KEY}" in (pytester.path / "env.txt").read_text()
-    result = next(b for b in anthropic_stub.message_requests[1].messages[-1]["content"] if b["type"] == "tool_result")
+    [result] = results(anthropic_stub.message_requests[1])
     assert result["content"] == "key=[***]"  # passed to the command, never shown to the model or logged
     assert API_KEY not in (pytester.path / ".task_execution.log").read_text()
 
@@ -205,9 +171,9 @@ def test_odd_tool_inputs_never_fail_the_step(pytester: pytest.Pytester, anthropi
     res.assert_outcomes(passed=1)
     assert "Traceback" not in res.stdout.str()
     assert anthropic_stub.violations == []
-    results = [b for b in anthropic_stub.message_requests[1].messages[-1]["content"] if b["type"] == "tool_result"]
-    assert len(results) == len(odd) and all(r["is_error"] for r in results)
-    assert [r["content"] for r in results] == [
+    blocks = results(anthropic_stub.message_requests[1])
+    assert len(blocks) == len(odd) and all(r["is_error"] for r in blocks)
+    assert [r["content"] for r in blocks] == [
         "file_path is 5,000 bytes long; paths are limited to 4,096",
         "Read: 'file_path' holds a NUL byte; no file name can contain one",
         "Read: 'offset' must be an integer",
@@ -215,5 +181,4 @@ def test_odd_tool_inputs_never_fail_the_step(pytester: pytest.Pytester, anthropi
         "Bash: 'timeout' must be a number of milliseconds",
         "Edit: 'replace_all' must be true or false"]
     assert (pytester.path / "hello.py").read_text() == "print('hi')\n"
-    log = _log(pytester)
-    assert [e["event"] for e in log if e.get("event") == "agent_error"] == ["agent_error"]
+    assert [e["event"] for e in log(pytester.path) if e.get("event") == "agent_error"] == ["agent_error"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,30 +14,14 @@ from typing import Any
 import pytest
 
 from tests.agent import test_claude_code
+from tests.agent.helpers import SUCCESS, greeting, junit, log, write_executor
 from tests.agent.test_claude_code import CC
 from tests.stubs.anthropic_stub import API_KEY, AnthropicStub, Reply, text, tool_use
 
 pytest_plugins = ["pytester"]
 claude_cli, cc = test_claude_code.claude_cli, test_claude_code.cc  # the real CLI, an empty HOME, nothing let out
 
-AGENT = """\
----
-name: tinker-executor
-description: Executes plan steps.
-tools: Bash, Read, Write, Edit
-model: haiku
----
-You are the executor. Test before you claim success.
-"""
-
-PLAN = """\
-- [ ] **STEP 1**: Make the greeting
-  Write hello.py that prints a greeting.
-  - outputs: hello.py
-  - validate: python3 hello.py | grep -q hi
-"""
-
-SUCCESS = "Tested it.\nSTEP RESULT: SUCCESS"
+PLAN = greeting()
 Turns = dict[int, list[dict[str, Any]]]
 
 
@@ -65,8 +48,7 @@ def script(stub: AnthropicStub, turns: Turns, final: dict[int, str] | None = Non
 def project(where: Path, plan: str = PLAN) -> Path:
     where.mkdir(parents=True, exist_ok=True)
     (where / "SPEC.md").write_text(plan)
-    (where / ".claude" / "agents").mkdir(parents=True, exist_ok=True)
-    (where / ".claude" / "agents" / "AGENT.md").write_text(AGENT)
+    write_executor(where)
     return where
 
 
@@ -89,11 +71,6 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE", "CLAUDE_CODE_OAUTH_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
-
-
-def junit(path: Path) -> dict[str, dict[str, str]]:
-    return {str(case.get("name")): {str(p.get("name")): str(p.get("value")) for p in case.iter("property")}
-            for case in ET.parse(path).getroot().iter("testcase")}
 
 
 def marks(spec: Path) -> list[str]:
@@ -138,15 +115,7 @@ def test_a_recorded_step_replays_offline_in_another_folder(pytester: pytest.Pyte
     assert cassette.read_text() == recorded and (ci / "cassettes/SPEC/step1.jsonl").read_text() == recorded
 
 
-RETRY_PLAN = """\
-- [ ] **STEP 1**: Make the greeting
-  Write hello.py that prints a greeting.
-  - outputs: hello.py
-  - validate: python3 hello.py | grep -q hi
-  - retries: 1
-- [ ] **STEP 2**: Find the missing data
-  - needs: none
-"""
+RETRY_PLAN = greeting(extra="  - retries: 1\n- [ ] **STEP 2**: Find the missing data\n  - needs: none\n")
 
 
 def test_retries_and_failures_replay_the_same(pytester: pytest.Pytester, anthropic_stub: AnthropicStub,
@@ -172,8 +141,7 @@ def test_retries_and_failures_replay_the_same(pytester: pytest.Pytester, anthrop
     assert marks(pytester.path / "SPEC.md") == recorded_marks
     res.stdout.fnmatch_lines(["*declared FAILURE: data/raw.csv does not exist*"])
     assert all(p["replayed"] == "true" for p in junit(pytester.path / "out.xml").values())
-    log = [json.loads(x) for x in (pytester.path / ".task_execution.log").read_text().splitlines()]
-    assert sum(1 for e in log if e.get("event") == "retry") == 2  # once while recording, once replaying
+    assert sum(1 for e in log(pytester.path) if e.get("event") == "retry") == 2  # once while recording, once replaying
 
 
 # ------------------------------------------------------------ a replay that no longer matches
@@ -193,8 +161,7 @@ def test_a_changed_step_fails_its_replay_naming_the_first_difference(
                      r"the step's prompt, line 5: recorded \.\.\.\"[^\"]*prints a greeting", out), out
     assert "record it again with --record, or replay with --replay=lenient" in out and "Traceback" not in out
     assert marks(pytester.path / "SPEC.md") == ["1:[ ] ✗ Failed"]
-    events = [json.loads(x) for x in (pytester.path / ".task_execution.log").read_text().splitlines()]
-    assert any(e.get("event") == "replay_mismatch" for e in events)
+    assert any(e.get("event") == "replay_mismatch" for e in log(pytester.path))
 
     reset(pytester.path, changed)
     res = pytester.runpytest("--spec", "SPEC.md", "--replay=lenient")

@@ -32,27 +32,18 @@ import socket
 import subprocess
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.agent import helpers
+from tests.agent.helpers import AGENT, SUCCESS, greeting, write_executor
 from tests.stubs.anthropic_stub import API_KEY, PER_TURN_CONTROL, AnthropicStub, text, tool_use, validate
 
 pytest_plugins = ["pytester"]
 
-AGENT = """\
----
-name: tinker-executor
-description: Executes plan steps.
-tools: Bash, Read, Write, Edit
-model: haiku
----
-You are the executor. Test before you claim success.
-"""
-
-DONE = text("Tested it.\nSTEP RESULT: SUCCESS")
+DONE = text(SUCCESS)
 CREDENTIALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
 
 
@@ -129,8 +120,7 @@ def cc(claude_cli: Path, anthropic_stub: AnthropicStub, pytester: pytest.Pyteste
         monkeypatch.setenv(name, proxy.url)
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, "127.0.0.1,localhost")
-    (pytester.path / ".claude" / "agents").mkdir(parents=True)
-    (pytester.path / ".claude" / "agents" / "AGENT.md").write_text(AGENT)
+    write_executor(pytester.path)
     try:
         yield CC(pytester, anthropic_stub, proxy, home)
     finally:
@@ -147,20 +137,15 @@ class CC:
         return self.pytester.runpytest("--spec", "SPEC.md", "--agent-backend", "claude-code", "--junitxml=out.xml",
                                        "-p", "no:cacheprovider", *args)
 
-    def events(self, kind: str | None = None) -> list[dict[str, object]]:
-        path = self.root / ".task_execution.log"
-        rows = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-        return [r for r in rows if kind is None or r.get("event") == kind]
+    def events(self, kind: str) -> list[dict[str, object]]:
+        return helpers.events(self.root, kind)
 
     def properties(self) -> dict[str, str]:
-        case = ET.parse(self.root / "out.xml").getroot().find(".//testcase")
-        assert case is not None
-        return {str(p.get("name")): str(p.get("value")) for p in case.iter("property")}
+        return helpers.properties(self.root / "out.xml")
 
     def results(self, index: int) -> list[dict[str, object]]:
         """The tool_result blocks the CLI sent back in message request ``index``."""
-        last = [m for m in self.stub.message_requests[index].messages if m["role"] == "user"][-1]
-        return [b for b in last["content"] if isinstance(b, dict) and b.get("type") == "tool_result"]
+        return helpers.results(self.stub.message_requests[index])
 
 
 def result_text(block: dict[str, object]) -> str:
@@ -170,9 +155,8 @@ def result_text(block: dict[str, object]) -> str:
     return str(content)
 
 
-def step(body: str = "Write hello.py that prints hi.", extra: str = "") -> str:
-    return (f"- [ ] **STEP 1**: Make the greeting\n  {body}\n"
-            "  - outputs: hello.py\n  - validate: python3 hello.py | grep -q hi\n" + extra)
+def step(extra: str = "") -> str:
+    return greeting("Write hello.py that prints hi.", extra=extra)
 
 
 # ------------------------------------------------------------ the stub and the CLI's requests

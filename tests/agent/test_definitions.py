@@ -9,7 +9,7 @@ import pytest
 from pytest_dotasks.agent import definitions as defs
 from pytest_dotasks.agent.prompt import Verdict, parse_verdict, step_prompt, system_prompt
 from pytest_dotasks.agent.session import plan_for
-from tests.stubs.steps import make_ctx, make_project, make_step, write_agent, write_skill
+from tests.stubs.steps import agent_file, make_ctx, make_project, make_step, write_agent, write_skill
 
 
 @pytest.fixture
@@ -35,18 +35,15 @@ def test_tools_as_a_yaml_list_and_optional_fields_missing(root: Path) -> None:
     assert listed.tools == ("Read", "Bash")
     bare = defs.load_agent(write_agent(root, "bare.md", name="bare"))
     assert (bare.tools, bare.model, bare.description, bare.skills) == (None, None, "", ())
-    plain = root / ".claude" / "agents" / "plain.md"
-    plain.write_text("Just a prompt, no frontmatter.\n")
+    plain = agent_file(root, "plain.md", "Just a prompt, no frontmatter.\n")
     agent = defs.load_agent(plain)
     assert (agent.name, agent.prompt, agent.tools) == ("plain", "Just a prompt, no frontmatter.", None)
 
 
 def test_unquoted_colons_in_a_description_still_load(root: Path) -> None:
     # Claude Code writes descriptions like this; strict YAML refuses them.
-    path = root / ".claude" / "agents" / "reviewer.md"
-    path.parent.mkdir(parents=True)
-    path.write_text("---\nname: reviewer\ndescription: Use this agent when: code changed. Example: a PR\n"
-                    "tools: Read, Bash(git diff:*)\n---\nReview.\n")
+    path = agent_file(root, "reviewer.md", "---\nname: reviewer\ndescription: Use this agent when: code changed. "
+                      "Example: a PR\ntools: Read, Bash(git diff:*)\n---\nReview.\n")
     agent = defs.load_agent(path)
     assert agent.description == "Use this agent when: code changed. Example: a PR"
     assert agent.tools == ("Read", "Bash(git diff:*)")
@@ -67,9 +64,7 @@ def test_found_by_frontmatter_name_before_file_stem(root: Path) -> None:
     ("---\n- just\n- a list\n---\nbody\n", "not 'key: value' lines"),
 ])
 def test_a_malformed_file_is_a_one_line_error_naming_it(root: Path, content: str, words: str) -> None:
-    path = root / ".claude" / "agents" / "broken.md"
-    path.parent.mkdir(parents=True)
-    path.write_text(content)
+    path = agent_file(root, "broken.md", content)
     with pytest.raises(defs.DefinitionError) as info:
         defs.find_agent(root, "broken")
     text = str(info.value)
@@ -79,7 +74,7 @@ def test_a_malformed_file_is_a_one_line_error_naming_it(root: Path, content: str
 
 def test_a_broken_neighbour_does_not_hide_a_good_agent(root: Path) -> None:
     write_agent(root, "good.md", name="good")
-    (root / ".claude/agents/bad.md").write_text("---\nname: [unclosed\n---\n")
+    agent_file(root, "bad.md", "---\nname: [unclosed\n---\n")
     assert defs.find_agent(root, "good").name == "good"
     with pytest.raises(defs.DefinitionError, match="bad.md"):
         defs.find_agent(root, "missing")  # it might have been the broken one: say so

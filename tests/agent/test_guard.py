@@ -13,7 +13,7 @@ from pytest_dotasks.agent.guard import Guard, describe, protected_paths, write_r
 from pytest_dotasks.agent.plugin_writes import merge_markers
 from pytest_dotasks.plan.marking import mark
 from pytest_dotasks.run.tasklog import TaskLog
-from tests.stubs.steps import make_ctx, make_project
+from tests.stubs.steps import agent_file, make_ctx, make_project
 
 PLAN = "# Plan\n\n- [ ] **STEP 1**: Make data\n- [ ] **STEP 2**: Train\n- [ ] **STEP 9**: Ship it\n"
 
@@ -26,8 +26,7 @@ def root(tmp_path: Path) -> Path:
     (r / "tests").mkdir()
     (r / "tests" / "conftest.py").write_text("import pytest\n")
     (r / "pytest.ini").write_text("[pytest]\naddopts = -q\n")
-    (r / ".claude" / "agents").mkdir(parents=True)
-    (r / ".claude" / "agents" / "AGENT.md").write_text("---\nname: x\n---\nBe careful.\n")
+    agent_file(r, "AGENT.md", "---\nname: x\n---\nBe careful.\n")
     TaskLog(r / ".task_execution.log").write({"timestamp": "2026-11-27T09:00:00", "task_id": "task_2_feedbeef",
                                               "message": "STEP 2 started", "step": 2, "phase": "preflight"})
     return r

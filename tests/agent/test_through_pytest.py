@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from tests.agent.helpers import SUCCESS, events
 from tests.stubs.anthropic_stub import AnthropicStub, text, tool_use
+from tests.stubs.steps import agent_file
 
-DONE = text("Tested it.\nSTEP RESULT: SUCCESS")
+DONE = text(SUCCESS)
 
 GOOD_AGENT = """\
 ---
@@ -40,17 +40,9 @@ You review.
 BROKEN_AGENT = "---\nname: broken\ndescription: x: y\ntools: [Read, Bash\n---\nBody.\n"
 
 
-def _agents(pytester: pytest.Pytester, **files: str) -> Path:
-    folder = pytester.path / ".claude" / "agents"
-    folder.mkdir(parents=True, exist_ok=True)
+def _agents(pytester: pytest.Pytester, **files: str) -> None:
     for name, content in files.items():
-        (folder / f"{name}.md").write_text(content)
-    return folder
-
-
-def _log(pytester: pytest.Pytester) -> list[dict]:
-    path = pytester.path / ".task_execution.log"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+        agent_file(pytester.path, f"{name}.md", content)
 
 
 def _plan(*steps: str) -> str:
@@ -93,7 +85,7 @@ def test_a_broken_agent_file_does_not_break_steps_that_do_not_use_it(
                      r"'not-installed', which cannot be used: .*; the step runs without it", out), out
     assert re.search(r"\[WARN\] \.claude/agents/reviewer\.md:3: frontmatter is not valid YAML", out), out
     assert "[WARN] .claude/agents/reviewer.md:6: 'model' is set twice (lines 5 and 6)" in out
-    warned = [(e["task_id"][:6], e["message"]) for e in _log(pytester) if e.get("event") == "agent_warning"]
+    warned = [(e["task_id"][:6], e["message"]) for e in events(pytester.path, "agent_warning")]
     assert [t for t, _ in warned] == ["task_1", "task_2", "task_2"], warned
     # Nobody asked for it: the run passes, and the file is named once, as a collection warning.
     assert "DotasksWarning: .claude/agents/broken.md:4: cannot be loaded" in out
@@ -198,7 +190,7 @@ def test_the_step_limit_fails_the_step_after_the_reply_that_reached_it(
     assert "the step has spent $0.7500, reaching its limit --max-cost $0.50" in out, out
     assert "spent $0.7500 of --max-cost $0.50 per step" in out
     assert len(anthropic_stub.message_requests) == 1  # and retries sent nothing more
-    assert not [e for e in _log(pytester) if e.get("event") == "retry"]
+    assert not events(pytester.path, "retry")
     assert 'name="cost_usd" value="0.75"' in (pytester.path / "out.xml").read_text()
 
 
@@ -223,7 +215,7 @@ def test_under_xdist_the_workers_share_the_run_limit(pytester: pytest.Pytester,
     out = res.stdout.str()
     assert "STEP 2: stopped before its next request to the model: the run has spent $3.0000" in out, out
     assert len(anthropic_stub.message_requests) == 1
-    starts = {e["step"]: e.get("worker") for e in _log(pytester) if e.get("event") == "start"}
+    starts = {e["step"]: e.get("worker") for e in events(pytester.path, "start")}
     assert starts[1] != starts[2] and None not in starts.values(), starts  # two processes, one ledger
     ledgers = list((pytester.path / ".dotasks" / "spend").glob("*.jsonl"))
     assert len(ledgers) == 1

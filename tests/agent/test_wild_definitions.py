@@ -12,19 +12,12 @@ from pytest_dotasks.agent.launch import open_session, render_prompt
 from pytest_dotasks.agent.session import plan_for
 from pytest_dotasks.errors import BodyFailed
 from tests.agent.helpers import events
-from tests.stubs.steps import make_ctx, make_project, write_agent, write_skill
+from tests.stubs.steps import agent_file, make_ctx, make_project, write_agent, write_skill
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return make_project(tmp_path)
-
-
-def agent_file(root: Path, name: str, text: str) -> Path:
-    path = root / ".claude" / "agents" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def messages(problems: list[defs.Problem]) -> list[tuple[int, str]]:

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_dotasks.agent.tools import ToolError, grants
 from pytest_dotasks.agent.workspace import Workspace
+from tests.stubs.steps import agent_file
 
 
 @pytest.fixture
@@ -264,8 +265,7 @@ def test_hard_links_are_refused_like_symlinks(ws: Workspace, root: Path, tmp_pat
 def test_files_that_configure_the_run_are_read_only(root: Path) -> None:
     (root / "SPEC.md").write_text("x\n")
     (root / "pytest.ini").write_text("[pytest]\n")
-    (root / ".claude" / "agents").mkdir(parents=True)
-    (root / ".claude" / "agents" / "a.md").write_text("a\n")
+    agent_file(root, "a.md", "a\n")
     (root / "conftest.py").write_text("# hooks\n")
     ws = Workspace(root, protected=[root / "SPEC.md", root / ".dotasks", root / "pytest.ini", root / ".claude",
                                     root / "conftest.py"])

@@ -59,9 +59,14 @@ def write_agent(root: Path, filename: str, body: str = "You execute plan steps c
         else:
             lines.append(f"{key}: {value}")
     lines.append("---")
+    return agent_file(root, filename, "\n".join(lines) + "\n" + body + "\n")
+
+
+def agent_file(root: Path, filename: str, text: str) -> Path:
+    """``.claude/agents/FILENAME`` holding ``text`` as it is (for files ``write_agent`` cannot write)."""
     path = root / ".claude" / "agents" / filename
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n" + body + "\n")
+    path.write_text(text)
     return path
 
 
