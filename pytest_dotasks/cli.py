@@ -14,6 +14,7 @@ new or empty folder: it never overwrites a file.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -113,19 +114,42 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def status(spec: Path) -> int:
+    """Print the plan's status table; a one-line error (exit 2) for anything that is not a plan."""
     from pytest_dotasks.errors import DotasksError
     from pytest_dotasks.status import status_lines
 
-    if not spec.is_file():
-        print(f"{PROG}: error: {spec}: no such plan file; name one: {PROG} status path/SPEC.md", file=sys.stderr)
+    problem = _not_a_plan(spec)
+    if problem is not None:
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
         return 2
     try:
         lines = status_lines(spec)
     except DotasksError as exc:
         print(f"{PROG}: error: {exc.one_line()}", file=sys.stderr)
         return 2
-    print("\n".join(lines))
+    except OSError as exc:
+        print(f"{PROG}: error: {spec}: cannot read the plan: {exc.strerror}; make it readable or name another "
+              f"plan: {PROG} status path/SPEC.md", file=sys.stderr)
+        return 2
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # `pytest-dotasks status | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _not_a_plan(spec: Path) -> str | None:
+    """Why ``spec`` cannot be a plan file (missing, a folder, a device), or None."""
+    usage = f"{PROG} status path/SPEC.md"
+    if spec.is_dir():
+        inside = [p.name for p in (spec / "SPEC.md", spec / "tasks.md") if p.is_file()]
+        example = shlex.quote(str(spec / (inside[0] if inside else "SPEC.md")))
+        return f"{spec} is a folder, not a plan file; name the plan in it: {PROG} status {example}"
+    if not spec.exists():
+        return f"{spec}: no such plan file; name one: {usage}"
+    if not spec.is_file():
+        return f"{spec} is not a regular file; name the plan: {usage}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

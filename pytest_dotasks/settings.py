@@ -9,26 +9,46 @@ pytest so it can be unit-tested directly; ``plugin.py`` registers the table.
 from __future__ import annotations
 
 import dataclasses
+import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_dotasks.errors import SettingsError
 from pytest_dotasks.plan.durations import parse_duration
+from pytest_dotasks.plan.selection import parse_steps
+
+_WHOLE = re.compile(r"^\+?(\d{1,18})$", re.ASCII)
+_AMOUNT = re.compile(r"^\$?\s*(\d{1,12}(?:\.\d{1,12})?|\.\d{1,12})$", re.ASCII)
+_LONGEST = 30 * 86400.0  # a timeout or heartbeat option: at most 30d (as a step's timeout: field)
+
+
+def _ascii(text: str) -> str:
+    """``text`` stripped; a digit outside ASCII ("١", "３") is refused, naming the ASCII form."""
+    text = str(text).strip()
+    if any(ch.isdigit() and not ch.isascii() for ch in text):
+        fixed = "".join(str(unicodedata.digit(ch)) if ch.isdigit() and not ch.isascii() else ch for ch in text)
+        raise ValueError(f"write the digits in ASCII: {fixed}")
+    return text
+
+
+def _whole(text: str, least: int) -> int:
+    m = _WHOLE.match(_ascii(text))
+    if m is None:
+        raise ValueError(f"not a whole number; write e.g. {max(least, 3)}")
+    value = int(m.group(1))
+    if value < least:
+        raise ValueError(f"must be {least} or more")
+    return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(str(text).strip())
-    if value < 1:
-        raise ValueError("must be 1 or more")
-    return value
+    return _whole(text, 1)
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(str(text).strip())
-    if value < 0:
-        raise ValueError("must be 0 or more")
-    return value
+    return _whole(text, 0)
 
 
 def _str(text: str) -> str:
@@ -36,10 +56,21 @@ def _str(text: str) -> str:
 
 
 def _usd(text: str) -> float:
-    value = float(str(text).strip().lstrip("$"))
-    if not value > 0:
+    m = _AMOUNT.match(_ascii(text))
+    if m is None or not float(m.group(1)) > 0:
         raise ValueError("must be an amount in USD above 0, e.g. 5 or 0.50")
-    return value
+    return float(m.group(1))
+
+
+def _duration(text: str) -> float:
+    """A duration option: ``90s``, ``2m``; positive, at most 30d (a longer one overflows the timers)."""
+    return parse_duration(_ascii(text), hi=_LONGEST)
+
+
+def _steps(text: str) -> str:
+    """``--steps``: checked here, so an ini value's error names the ini; kept as written."""
+    parse_steps(text)
+    return text
 
 
 def _replay_mode(text: str) -> str | None:
@@ -55,9 +86,10 @@ def _replay_mode(text: str) -> str | None:
 
 def _choice(*choices: str) -> Callable[[str], str]:
     def conv(text: str) -> str:
-        if text not in choices:
+        word = str(text).strip().lower()
+        if word not in choices:
             raise ValueError(f"choose one of {', '.join(choices)}")
-        return text
+        return word
 
     return conv
 
@@ -85,7 +117,7 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("spec", "--spec", "SPEC.md plan to execute as tests (collect its steps). Default: none (plain pytest collects no steps).", metavar="PATH"),
     Option("steps", "--steps", "Steps to run: 8, 1-5, 1-5,8; all = every step, done ones skipped (default); continue = the steps after the last done one.",
-           default="all", metavar="SEL"),
+           default="all", convert=_steps, metavar="SEL"),
     Option("redo", "--redo", "Run steps that are already done again. Default: off.", default=False, action="store_true"),
     Option("optional", "--optional", "Run Kiro's optional tasks ('- [ ]*') too; without it they are skipped unless "
            "--steps names them. Default: off.", default=False, action="store_true"),
@@ -99,9 +131,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("task_log", "--task-log", "Task log file (default: .task_execution.log beside SPEC.md).",
            metavar="PATH"),
     Option("preflight_timeout", "--preflight-timeout", "How long each pre-flight check may take, a duration: 90s, 2m, 1h. Default: 30s.",
-           default=30.0, convert=parse_duration, metavar="DUR"),
+           default=30.0, convert=_duration, metavar="DUR"),
     Option("post_timeout", "--post-timeout", "How long each post-validation check may take, a duration: 90s, 2m, 1h. Default: 30s.",
-           default=30.0, convert=parse_duration, metavar="DUR"),
+           default=30.0, convert=_duration, metavar="DUR"),
     Option("check_workers", "--check-workers", "Checks of one phase run at once. Default: 3.", default=3,
            convert=_positive_int, metavar="N"),
     Option("agent", "--agent", "Agent definition (.claude/agents/NAME.md) for steps without run:. Default: tinker-executor (built-in fallback when not defined).", default="tinker-executor",
@@ -124,7 +156,7 @@ OPTIONS: tuple[Option, ...] = (
            "Wait for every background step this run started and report its final outcome as a pytest "
            "outcome (exit status, JUnit): for CI. Default: off.", default=False, action="store_true"),
     Option("heartbeat", "--heartbeat", "While waiting, or while a step prints nothing, say so every DUR (a duration: "
-           "30s, 5m). Default: 30s.", default=30.0, convert=parse_duration, metavar="DUR"),
+           "30s, 5m). Default: 30s.", default=30.0, convert=_duration, metavar="DUR"),
     Option("require_checks", "--require-checks",
            "An agent step with no post-validation (outputs, validate, metrics or a hook's check) is a "
            "setup error instead of a pass on the agent's word: for CI. Default: off.", default=False, action="store_true"),
@@ -192,10 +224,11 @@ def resolve(
     sources: dict[str, str] = {}
     for opt in options:
         raw = cli.get(opt.name)
-        source = f"{opt.flag} on the command line"
+        source = f"{opt.flag} on the command line"  # Settings.sources: read by others (startswith "--")
+        where = "the command line"
         if raw is None or (opt.action == "store_true" and raw is False):
             raw = ini.get(opt.name)
-            source = f"ini option {opt.ini}"
+            source = where = f"ini option {opt.ini}"
             if raw in (None, "", []):
                 values[opt.name], sources[opt.name] = opt.default, "default"
                 continue
@@ -205,6 +238,16 @@ def resolve(
             try:
                 values[opt.name] = opt.convert(raw) if isinstance(raw, str) else raw
             except ValueError as exc:
-                raise SettingsError(f"invalid value {raw!r} for {opt.flag} from {source}: {exc}") from None
+                raise SettingsError(f"invalid value {_clip(raw)!r} for {opt.flag} from {where}: {exc}") from None
+            except SettingsError as exc:  # a converter's own one-line error (--steps): say where it came from
+                if where == "the command line":
+                    raise
+                raise SettingsError(f"{exc.message} (from {where})", fix=exc.fix) from None
         sources[opt.name] = source
     return Settings(values=values, sources=sources, rootdir=rootdir)
+
+
+def _clip(value: Any, width: int = 60) -> Any:
+    if not isinstance(value, str) or len(value) <= width:
+        return value
+    return value[: width - 3] + "..."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pytest_dotasks.errors import SpecError
 from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Marker, Step
 
 _LABEL = {STATUS_DONE: "✓ done", STATUS_FAILED: "✗ failed", STATUS_RUNNING: "⏳ running"}
@@ -21,20 +22,26 @@ def state_label(marker: Marker) -> str:
 
 
 def status_lines(spec_path: Path) -> list[str]:
-    """The table ``pytest-dotasks status`` prints. Raises DotasksError for a plan that does not parse."""
+    """The table ``pytest-dotasks status`` prints.
+
+    Raises DotasksError for a plan that does not parse, and SpecError for a file
+    with no step at all (never a silent "0 steps"): what a step line looks like.
+    """
     from pytest_dotasks.plan.specmd import parse_file
     from pytest_dotasks.run import background as bg
 
     spec = parse_file(spec_path)
-    width = max((len(str(s.number)) for s in spec.steps), default=1)
+    if not spec.steps:
+        raise _no_steps(spec_path)
+    width = max(len(s.ident) for s in spec.steps)
     lines = [f"{spec_path}: {_counts(spec.steps)}"]
     for step in spec.steps:
-        lines.append(f"  STEP {step.number:<{width}}  {state_label(step.marker):<48}  {step.title}")
+        lines.append(f"  STEP {step.ident:<{width}}  {state_label(step.marker):<48}  {step.title}")
     running = []
     for task in bg.tasks_for(spec_path):
         state, _code = bg.status(task)
         if state == bg.RUNNING:
-            running.append(f"  STEP {task.step}: pid {task.pid}, output {task.output}"
+            running.append(f"  STEP {_ident(spec.steps, task.step)}: pid {task.pid}, output {task.output}"
                            + (f", monitor {task.monitor}" if task.monitor else ""))
     if running:
         lines.append("running in the background:")
@@ -47,3 +54,22 @@ def _counts(steps: tuple[Step, ...]) -> str:
     pending = len(steps) - sum(n.values())
     return (f"{len(steps)} steps: {n[STATUS_DONE]} done, {n[STATUS_FAILED]} failed, "
             f"{n[STATUS_RUNNING]} running, {pending} pending")
+
+
+def _ident(steps: tuple[Step, ...], number: object) -> object:
+    """A background task's step as users name it (its id), from the number it was saved under."""
+    return next((s.ident for s in steps if s.number == number), number)
+
+
+def _no_steps(spec_path: Path) -> SpecError:
+    """A file with no checkbox at all (the parsers report one with checkboxes but no step)."""
+    from pytest_dotasks.plan.formats.detect import detect
+    from pytest_dotasks.plan.formats.diagnose import FORMAT_NAMES, STEP_LINES
+
+    fmt = detect("", spec_path)
+    others = {"specmd": "SPEC.md: '- [ ] **STEP 8**: Title'", "speckit": "Spec Kit: '- [ ] T001 Title'",
+              "kiro": "Kiro: '- [ ] 1.1 Title'"}
+    also = "; ".join(v for k, v in others.items() if k != fmt)
+    return SpecError(f"no step in this file (read as {FORMAT_NAMES[fmt]}; formats tried: "
+                     f"{', '.join(FORMAT_NAMES.values())})", path=spec_path,
+                     fix=f"a step line looks like {STEP_LINES[fmt]} ({also}); is this the plan file?")

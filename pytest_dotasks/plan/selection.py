@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import difflib
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from pytest_dotasks.errors import SettingsError
 from pytest_dotasks.plan.model import Step
 
-_PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+# One part of the value (between commas). ASCII digits only (re.ASCII: "١" is no digit
+# here); "step8" is 8, as its item is named; spaces around the dash are allowed.
+_PART = re.compile(r"^(?:step\s*)?(\d+)\s*(?:-\s*(?:step\s*)?(\d+))?$", re.IGNORECASE | re.ASCII)
 # Longer numbers are refused, not converted: int() of thousands of digits is slow
 # (and refused by Python past 4300); no plan has a step numbered beyond 10**18.
 _MAX_DIGITS = 18
-_FIX = "write e.g. --steps 8, --steps 1-5, --steps 1-5,8, --steps 2A,T001, --steps all or --steps continue"
+_FIX = "write e.g. --steps 8, --steps 1-5, --steps 1-5,8, --steps 2A,T001, --steps T001-T005, --steps all"
 # A step id that is not a plain number: "2A", "T001", "T-001", "1.2", "T320-2".
-_IDENT = re.compile(r"^\s*(?:step\s*)?(\d{1,18}[A-Za-z]|T-?\d{1,9}(?:-\d{1,9})?|\d{1,9}(?:\.\d{1,9}){1,8}(?:-\d{1,9})?)\s*$",
-                    re.IGNORECASE)
+_IDENT = re.compile(r"^(?:step\s*)?(\d{1,18}[A-Za-z]|T-?\d{1,9}(?:-\d{1,9})?|\d{1,9}(?:\.\d{1,9}){1,8}(?:-\d{1,9})?)$",
+                    re.IGNORECASE | re.ASCII)
+# A range of Spec Kit ids, "T001-T005": every task whose number is in it (a repeated T003-2 too).
+_ID_RANGE = re.compile(r"^T-?(\d{1,9})\s*-\s*T-?(\d{1,9})$", re.IGNORECASE | re.ASCII)
+_SPECKIT_ID = re.compile(r"^T-?(\d{1,9})(?:-\d{1,9})?$", re.IGNORECASE | re.ASCII)
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2212"  # what editors put for "-": hyphens, dashes, minus
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,10 +47,19 @@ class Selection:
     # (for "--steps 7: no such step"). Both follow from ``ranges`` for plain numbers.
     idents: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
     named: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    # Ranges of Spec Kit ids by their number ("T001-T005" -> (1, 5)).
+    id_ranges: tuple[tuple[int, int], ...] = ()
 
     def names(self, step: Step) -> bool:
         """Does the selection name ``step`` itself (or its Kiro group), not just a range around it?"""
         return step.ident.lower() in self.idents or (step.group or "").lower() in self.idents
+
+    def matches(self, step: Step) -> bool:
+        """Is ``step`` selected: by number, by its id, or inside a range of Spec Kit ids?"""
+        if step.number in self or self.names(step):
+            return True
+        m = _SPECKIT_ID.match(step.ident) if self.id_ranges else None
+        return m is not None and any(lo <= int(m.group(1)) <= hi for lo, hi in self.id_ranges)
 
     def explicit(self) -> bool:
         return self.mode == "numbers"
@@ -68,40 +85,119 @@ def _merged(pairs: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
 
 
 def parse_steps(text: str | None) -> Selection:
-    """``8``, ``1-5``, ``1-5,8``, ``all``, ``continue``. Raises SettingsError."""
-    value = (text or "all").strip().lower()
-    if value in ("all", ""):
+    """``8``, ``1-5``, ``1-5,8``, ``2A``, ``T001-T005``, ``all``, ``continue``. Raises SettingsError.
+
+    Every error is one line naming the whole value, the part that is wrong and the
+    value to write instead (``--steps 1,,2: an empty item between commas; write --steps 1,2``).
+    """
+    value = (text or "").strip()
+    if value.lower() in ("all", ""):
         return Selection("all")
-    if value == "continue":
+    if value.lower() == "continue":
         return Selection("continue")
+    parts = [p.strip() for p in value.split(",")]
+    _check_commas(value, parts)
     pairs: list[tuple[int, int]] = []
+    id_pairs: list[tuple[int, int]] = []
     idents: set[str] = set()
-    named: list[str] = []
-    for part, written in zip(value.split(","), (text or "").strip().split(",")):
-        m = _PART.match(part)
-        ident = _IDENT.match(part) if m is None else None
-        if ident is not None:
+    for part in parts:
+        if part.lower() in ("all", "continue"):
+            raise _error(value, f"'{part.lower()}' cannot be combined with other steps",
+                         f"write --steps {part.lower()} alone, or only step numbers")
+        ident = _IDENT.match(part)
+        if ident is not None and _PART.match(part) is None:
             idents.add(ident.group(1).lower())
-            named.append(written.strip())
             continue
-        if not m:
-            raise SettingsError(f"invalid --steps value {_clip(text)!r}: cannot read {_clip(part.strip())!r}", fix=_FIX)
+        r = _ID_RANGE.match(part)
+        if r is not None:
+            lo, hi = int(r.group(1)), int(r.group(2))
+            if hi < lo:
+                raise _error(value, f"the range {part!r} runs backwards",
+                             "write --steps " + _replaced(parts, part, f"{part[:1]}{r.group(2)}-{part[:1]}{r.group(1)}"))
+            id_pairs.append((lo, hi))
+            continue
+        m = _PART.match(part)
+        if m is None:
+            raise _unreadable(value, parts, part)
         if max(len(m.group(1)), len(m.group(2) or "")) > _MAX_DIGITS:
-            raise SettingsError(f"invalid --steps value {_clip(text)!r}: a step number has more than "
-                                f"{_MAX_DIGITS} digits", fix=_FIX)
+            raise _error(value, f"a step number has more than {_MAX_DIGITS} digits", _FIX)
         lo = int(m.group(1))
         hi = int(m.group(2) or lo)
         if lo < 1:
-            raise SettingsError(f"invalid --steps value {_clip(text)!r}: step numbers start at 1",
-                                fix="write e.g. --steps 1-5")
+            fixed = f"1-{hi}" if hi >= 1 else None
+            raise _error(value, f"step numbers start at 1, not {_clip(part)!r}",
+                         ("write --steps " + _replaced(parts, part, fixed)) if fixed or len(parts) > 1
+                         else "write e.g. --steps 1")
         if hi < lo:
-            raise SettingsError(f"invalid --steps range {part.strip()!r}: {hi} is below {lo}",
-                                fix=f"write --steps {hi}-{lo}")
+            raise _error(value, f"the range {part!r} runs backwards",
+                         "write --steps " + _replaced(parts, part, f"{hi}-{lo}"))
         pairs.append((lo, hi))
         if m.group(2) is None:
             idents.add(str(lo))
-        named.append(written.strip())
-    return Selection("numbers", _merged(pairs), frozenset(idents), tuple(named))
+    return Selection("numbers", _merged(pairs), frozenset(idents), tuple(parts), _merged(id_pairs))
+
+
+def _error(value: str, problem: str, fix: str) -> SettingsError:
+    return SettingsError(f"--steps {_clip(value, 60)}: {problem}", fix=fix)
+
+
+def _replaced(parts: list[str], part: str, by: str | None) -> str:
+    """The whole value with ``part`` written as ``by`` (dropped when None)."""
+    out = [by if p == part else p for p in parts]
+    return ",".join(p for p in out if p) or "all"
+
+
+def _check_commas(value: str, parts: list[str]) -> None:
+    """Empty items: ``1,,2``, ``8,``, ``,3``, ``,``."""
+    if all(parts):
+        return
+    kept = [p for p in parts if p]
+    if not kept:
+        raise _error(value, "no step between the commas", "write e.g. --steps 1,2, or --steps all")
+    k = parts.index("")
+    where = ("before the first comma" if k == 0 else "after the last comma" if k == len(parts) - 1
+             else "between commas")
+    raise _error(value, f"an empty item {where}", "write --steps " + ",".join(kept))
+
+
+def _unreadable(value: str, parts: list[str], part: str) -> SettingsError:
+    """The one-line error for a part that is neither a number, a range nor an id, with the likely fix."""
+    if any(ch.isdigit() and not ch.isascii() for ch in part):
+        ascii_part = "".join(str(unicodedata.digit(ch)) if ch.isdigit() and not ch.isascii() else ch for ch in part)
+        if _PART.match(ascii_part) or _IDENT.match(ascii_part) or _ID_RANGE.match(ascii_part):
+            return _error(value, f"{_clip(part)!r} is not written in ASCII digits",
+                          "write --steps " + _replaced(parts, part, ascii_part))
+        return _error(value, f"{_clip(part)!r} is not written in ASCII digits", _FIX)
+    for dash in (*_DASHES, "..", ":"):
+        if dash in part:
+            fixed = re.sub(r"\s*" + re.escape(dash) + r"\s*", "-", part)
+            if _PART.match(fixed) or _ID_RANGE.match(fixed):
+                return _error(value, f"{_clip(part)!r}: a range is written with '-'",
+                              "write --steps " + _replaced(parts, part, fixed))
+    words = [w for w in re.split(r"[\s;]+", part) if w]
+    if len(words) > 1 and all(_PART.match(w) or _IDENT.match(w) for w in words):
+        return _error(value, f"{_clip(part)!r}: steps are separated by commas",
+                      "write --steps " + _replaced(parts, part, ",".join(words)))
+    m = re.match(r"^(?:step\s*)?(\d{1,18})\s*-$|^-\s*(?:step\s*)?(\d{1,18})$", part, re.IGNORECASE | re.ASCII)
+    if m is not None:
+        if m.group(1):
+            return _error(value, f"the range {part!r} has no end",
+                          f"write e.g. --steps {m.group(1)}-{int(m.group(1)) + 4}, or --steps continue for every "
+                          "step after the last done one")
+        return _error(value, f"the range {part!r} has no start", "write --steps "
+                      + _replaced(parts, part, f"1-{m.group(2)}"))
+    ends = [e.strip() for e in part.split("-")]
+    if len(ends) > 2 and all(e.isascii() and e.isdigit() for e in ends):
+        return _error(value, f"the range {part!r} has more than two ends",
+                      "write --steps " + _replaced(parts, part, f"{ends[0]}-{ends[-1]}"))
+    if len(ends) == 2 and all(_IDENT.match(e) or _PART.match(e) for e in ends):
+        return _error(value, f"cannot read the range {part!r}: ranges are of step numbers (1-5) or Spec Kit ids "
+                      "(T001-T005)", f"name each step: --steps {ends[0]},...,{ends[1]}")
+    close = difflib.get_close_matches(part.lower(), ["all", "continue"], n=1, cutoff=0.6)
+    if close or part.lower() in ("a", "al", "c", "co", "con", "cont"):
+        word = close[0] if close else ("all" if part.lower().startswith("a") else "continue")
+        return _error(value, f"cannot read {_clip(part)!r} as a step", f"write --steps {word}")
+    return _error(value, f"cannot read {_clip(part)!r} as a step", _FIX)
 
 
 def unknown(selection: Selection, plans: Iterable[Iterable[Step]]) -> list[str]:
@@ -111,8 +207,8 @@ def unknown(selection: Selection, plans: Iterable[Iterable[Step]]) -> list[str]:
     steps = [s for plan in plans for s in plan]
     out = []
     for part in selection.named:
-        one = Selection("numbers", parse_steps(part).ranges, parse_steps(part).idents)
-        if not any(s.number in one or one.names(s) for s in steps):
+        one = parse_steps(part)
+        if not any(one.matches(s) for s in steps):
             out.append(part)
     return out
 
@@ -143,7 +239,7 @@ def select(steps: Iterable[Step], selection: Selection) -> list[Step]:
     """Steps the run keeps, in file order. Done steps stay: they skip at setup."""
     steps = list(steps)
     if selection.mode == "numbers":
-        return [s for s in steps if s.number in selection or selection.names(s)]
+        return [s for s in steps if selection.matches(s)]
     if selection.mode == "continue":
         point = continue_point(steps)
         if point is None:

@@ -186,7 +186,17 @@ def probe(path: Path) -> None:
 
     Checked before any step runs, so a bad ``--task-log`` is a usage error, not
     a step marked failed. Creates and changes nothing: an existing file is
-    opened for appending (no write), a missing one needs a writable folder.
+    opened for appending (no write), a missing one needs an existing, writable
+    folder. A missing folder is refused (a typo in a path should not create
+    folders) unless the first missing one is a ``.dotasks`` folder (the plan's
+    state folder, which the run makes anyway).
+
+    A character device (``/dev/full``, ``/dev/null``, a terminal) gets a write
+    of zero bytes: that puts nothing into it, yet ``/dev/full`` answers it with
+    ENOSPC, so a log that fails every write is a usage error here instead of at
+    the first event. A regular file is never written to: a zero-byte write on a
+    full disk succeeds, so that case stays the first event's one-line error.
+    FIFOs and sockets are left alone (opening one could block on its reader).
     """
     fix = "choose a file in a writable folder with --task-log PATH"
     try:
@@ -199,18 +209,44 @@ def probe(path: Path) -> None:
         if stat.S_ISDIR(st.st_mode):
             raise LogError("the task log is a folder, not a file", path=path,
                            fix=f"name a file with --task-log (e.g. {Path(path) / '.task_execution.log'})")
+        if stat.S_ISCHR(st.st_mode):
+            _probe_device(path, fix)
+            return
         if not stat.S_ISREG(st.st_mode):
-            return  # a device (/dev/null, /dev/stderr): appending is its business
+            return  # a FIFO or socket: appending is its business
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK))  # no O_CREAT, no write
         except OSError as exc:
             raise LogError(f"cannot write the task log: {exc.strerror}", path=path,
                            fix="make it writable (chmod u+w) or " + fix) from None
         return
-    folder = Path(path).parent  # the log and any missing folders are created on the first event
+    parent = Path(path).parent
+    folder = parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
         raise LogError(f"cannot create the task log: {folder} is not a folder", path=path, fix=fix)
+    missing = parent
+    while missing != folder and missing.parent != folder:
+        missing = missing.parent
+    if folder != parent and missing.name != ".dotasks":
+        raise LogError(f"the task log's folder {missing} does not exist", path=path,
+                       fix=f"create it first (mkdir -p {parent}) or correct the path given to --task-log")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise LogError(f"cannot create the task log: the folder {folder} is not writable", path=path, fix=fix)
+
+
+def _probe_device(path: Path, fix: str) -> None:
+    """Open a character device for appending and write zero bytes to it (see ``probe``)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+    except OSError as exc:
+        raise LogError(f"cannot write the task log: {exc.strerror}", path=path, fix=fix) from None
+    try:
+        os.write(fd, b"")
+    except BlockingIOError:
+        pass  # a terminal that is busy now may take the lines later
+    except OSError as exc:
+        raise LogError(f"the task log refuses every write: {exc.strerror}", path=path, fix=fix) from None
+    finally:
+        os.close(fd)

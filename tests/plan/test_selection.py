@@ -87,7 +87,7 @@ def test_continue(text: str) -> None:
     assert parse_steps(text).mode == "continue"
 
 
-@pytest.mark.parametrize("text", ["abc", "1-", "-3", "1..5", "1-5;8", "8,", "1,,2", "step8", "1-2-3", "0", "0-3",
+@pytest.mark.parametrize("text", ["abc", "1-", "-3", "1..5", "1-5;8", "8,", "1,,2", "step", "1-2-3", "0", "0-3",
                                   "all,3", "contin"])
 def test_bad_values_are_one_line_settings_errors_with_a_fix(text: str) -> None:
     # ("2.5" is a Kiro sub-task id now: on a plan without it, "--steps 2.5" is the

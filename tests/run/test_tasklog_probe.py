@@ -16,7 +16,7 @@ def test_usable_logs_pass_and_nothing_is_created(tmp_path: Path) -> None:
     probe(existing)
     assert existing.read_text() == "kept\n"
     probe(tmp_path / "new.jsonl")
-    probe(tmp_path / "a" / "b" / "new.jsonl")  # its folders are made on the first event
+    probe(tmp_path / ".dotasks" / "logs" / "new.jsonl")  # the plan's state folder is made on the first event
     probe(Path("/dev/null"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl"]
 

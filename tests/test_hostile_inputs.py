@@ -1,0 +1,241 @@
+"""A hostile user's inputs: each gets one clear line (file, value, fix), no traceback, and changes nothing.
+
+``--task-log`` under a folder that does not exist, or a log that fails every write
+(``/dev/full``); ``pytest-dotasks status`` on a file that is no plan, a missing file, a
+folder; odd ``--steps`` values; odd option values from the command line and the ini.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_dotasks.errors import LogError, SettingsError
+from pytest_dotasks.plan.selection import parse_steps, select
+from pytest_dotasks.plan.specmd import parse_text
+from pytest_dotasks.run.tasklog import probe
+from pytest_dotasks.settings import resolve
+
+pytest_plugins = ["pytester"]
+
+PLAN = "# Plan\n\n- [ ] **STEP 1**: One\n  - run: echo one > one.txt\n- [ ] **STEP 2**: Two\n  - run: echo two > two.txt\n"
+SPECKIT = """\
+## Phase 1: Setup
+- [ ] T001 Create the folders
+  - run: true
+- [ ] T002 Configure the linter
+  - run: true
+- [ ] T003 Write the model
+  - run: true
+- [ ] T004 Write the views
+  - run: true
+"""
+
+
+def _plan(pytester: pytest.Pytester) -> Path:
+    spec = pytester.path / "SPEC.md"
+    spec.write_text(PLAN)
+    return spec
+
+
+def _one_usage_error(res: pytest.RunResult) -> str:
+    """The run stopped as a usage error (exit 4) with one ERROR line and no traceback; that line."""
+    out = res.stdout.str() + res.stderr.str()
+    assert res.ret == pytest.ExitCode.USAGE_ERROR, out
+    assert "Traceback" not in out and "INTERNALERROR" not in out, out
+    errors = [ln for ln in out.splitlines() if ln.startswith("ERROR:")]
+    assert len(errors) == 1, out
+    return errors[0]
+
+
+# ------------------------------------------------------------------ 1. --task-log under a missing folder
+
+
+def test_probe_refuses_a_missing_folder_naming_it_and_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(LogError) as info:
+        probe(tmp_path / "logz" / "run" / "log.jsonl")
+    line = info.value.one_line()
+    assert f"the task log's folder {tmp_path / 'logz'} does not exist" in line, line
+    assert f"mkdir -p {tmp_path / 'logz' / 'run'}" in line and "--task-log" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_probe_lets_the_plans_state_folder_be_made(tmp_path: Path) -> None:
+    probe(tmp_path / ".dotasks" / "logs" / "log.jsonl")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_task_log_in_a_missing_folder_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    spec = _plan(pytester)
+    res = pytester.runpytest("--spec", "SPEC.md", "--task-log", "lgos/run.log")
+    line = _one_usage_error(res)
+    assert "lgos does not exist" in line and "mkdir -p" in line and "--task-log" in line, line
+    assert not (pytester.path / "lgos").exists()
+    assert spec.read_text() == PLAN and not (pytester.path / "one.txt").exists()
+
+
+# ------------------------------------------------------------------ 2. a log that fails every write
+
+needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full on this system")
+
+
+@needs_dev_full
+def test_probe_catches_a_device_that_fails_every_write() -> None:
+    with pytest.raises(LogError) as info:
+        probe(Path("/dev/full"))
+    assert info.value.one_line().startswith("/dev/full: the task log refuses every write"), info.value.one_line()
+    probe(Path("/dev/null"))  # a device that takes writes is fine
+
+
+@needs_dev_full
+def test_dev_full_stops_the_run_before_any_step(pytester: pytest.Pytester) -> None:
+    spec = _plan(pytester)
+    res = pytester.runpytest("--spec", "SPEC.md", "--task-log", "/dev/full")
+    line = _one_usage_error(res)
+    assert "/dev/full" in line and "--task-log" in line, line
+    assert spec.read_text() == PLAN and not (pytester.path / "one.txt").exists()
+
+
+# ------------------------------------------------------------------ 3. pytest-dotasks status
+
+
+def _status(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_dotasks", "status", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd, check=False)
+
+
+def test_status_of_a_file_with_no_plan_says_what_a_step_looks_like(tmp_path: Path) -> None:
+    (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/bin/sh\n")
+    out = _status("passwd", cwd=tmp_path)
+    assert out.returncode == 2, out
+    assert out.stdout == "" and len(out.stderr.splitlines()) == 1, out.stderr
+    assert "0 steps" not in out.stderr
+    assert out.stderr.startswith("pytest-dotasks: error: passwd: no step in this file"), out.stderr
+    assert "formats tried: SPEC.md, Spec Kit tasks.md, Kiro tasks.md" in out.stderr
+    assert "'- [ ] **STEP 8**: Title'" in out.stderr
+
+
+@pytest.mark.parametrize(("arg", "says"), [
+    ("nope.md", "nope.md: no such plan file; name one: pytest-dotasks status path/SPEC.md"),
+    ("plans", "plans is a folder, not a plan file; name the plan in it: pytest-dotasks status plans/SPEC.md"),
+])
+def test_status_of_a_missing_file_or_a_folder_is_one_line(tmp_path: Path, arg: str, says: str) -> None:
+    (tmp_path / "plans").mkdir()
+    (tmp_path / "plans" / "SPEC.md").write_text(PLAN)
+    out = _status(arg, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr == f"pytest-dotasks: error: {says}\n", out
+
+
+def test_status_shows_step_ids_aligned(tmp_path: Path) -> None:
+    (tmp_path / "SPEC.md").write_text("- [ ] **Step 1**: One\n- [ ] **Step 2A**: Check\n- [ ] **Step 10**: Ten\n")
+    out = _status("SPEC.md", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = out.stdout.splitlines()[1:]
+    assert [r.split()[:2] for r in rows] == [["STEP", "1"], ["STEP", "2A"], ["STEP", "10"]], rows
+    assert len({r.index("pending") for r in rows}) == 1, rows  # one column
+
+
+def test_status_of_a_speckit_plan_names_tasks_by_id(tmp_path: Path) -> None:
+    (tmp_path / "specs" / "001-x").mkdir(parents=True)
+    (tmp_path / "specs" / "001-x" / "tasks.md").write_text(SPECKIT)
+    out = _status("specs/001-x/tasks.md", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "  STEP T001  pending" in out.stdout, out.stdout
+
+
+# ------------------------------------------------------------------ 4. --steps
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("1,,2", "--steps 1,,2: an empty item between commas; write --steps 1,2"),
+    (",", "--steps ,: no step between the commas; write e.g. --steps 1,2, or --steps all"),
+    ("8,", "--steps 8,: an empty item after the last comma; write --steps 8"),
+    ("3-1", "--steps 3-1: the range '3-1' runs backwards; write --steps 1-3"),
+    ("1-", "--steps 1-: the range '1-' has no end; write e.g. --steps 1-5, or --steps continue"),
+    ("٣", "--steps ٣: '٣' is not written in ASCII digits; write --steps 3"),
+    ("1–3", "--steps 1–3: '1–3': a range is written with '-'; write --steps 1-3"),
+    ("1 2", "--steps 1 2: '1 2': steps are separated by commas; write --steps 1,2"),
+    ("contine", "--steps contine: cannot read 'contine' as a step; write --steps continue"),
+    ("all,2", "--steps all,2: 'all' cannot be combined with other steps"),
+    ("1.1-1.3", "--steps 1.1-1.3: cannot read the range '1.1-1.3'"),
+])
+def test_odd_steps_values_name_the_option_the_value_and_the_fix(value: str, says: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        parse_steps(value)
+    assert str(info.value).startswith(says), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_steps_1_comma_comma_2_is_a_usage_error_through_pytest(pytester: pytest.Pytester) -> None:
+    spec = _plan(pytester)
+    line = _one_usage_error(pytester.runpytest("--spec", "SPEC.md", "--steps", "1,,2"))
+    assert line == "ERROR: --steps 1,,2: an empty item between commas; write --steps 1,2", line
+    assert spec.read_text() == PLAN
+
+
+def test_steps_from_the_ini_say_so(pytester: pytest.Pytester) -> None:
+    _plan(pytester)
+    pytester.makeini("[pytest]\ndotasks_spec = SPEC.md\ndotasks_steps = 3-1\n")
+    line = _one_usage_error(pytester.runpytest())
+    assert "--steps 3-1: the range '3-1' runs backwards (from ini option dotasks_steps); write --steps 1-3" in line
+
+
+@pytest.mark.parametrize("value", ["step2", " 1 , 2 ", "STEP 2"])
+def test_friendly_spellings_select(pytester: pytest.Pytester, value: str) -> None:
+    _plan(pytester)
+    res = pytester.runpytest("--spec", "SPEC.md", "--steps", value, "--collect-only", "-q")
+    assert res.ret == 0, res.stdout.str() + res.stderr.str()
+    assert "SPEC.md::step2" in res.stdout.str()
+
+
+def test_a_range_of_speckit_ids(pytester: pytest.Pytester) -> None:
+    (pytester.path / "specs" / "001-x").mkdir(parents=True)
+    (pytester.path / "specs" / "001-x" / "tasks.md").write_text(SPECKIT)
+    res = pytester.runpytest("specs/001-x/tasks.md", "--steps", "T002-T003", "--collect-only", "-q")
+    out = res.stdout.str()
+    assert res.ret == 0, out + res.stderr.str()
+    assert "tasks.md::T002" in out and "tasks.md::T003" in out, out
+    assert "tasks.md::T001" not in out and "tasks.md::T004" not in out, out
+
+
+def test_a_range_of_speckit_ids_is_pure_selection() -> None:
+    steps = parse_text(SPECKIT, Path("specs/001-x/tasks.md")).steps
+    assert [s.ident for s in select(steps, parse_steps("t001-t002,T004"))] == ["T001", "T002", "T004"]
+
+
+# ------------------------------------------------------------------ other option values
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--check-workers", "1e3", "not a whole number; write e.g. 3"),
+    ("--check-workers", "٣", "write the digits in ASCII: 3"),
+    ("--agent-max-turns", "9" * 5000, "not a whole number"),
+    ("--max-cost", "inf", "must be an amount in USD above 0"),
+    ("--max-cost", "1_0", "must be an amount in USD above 0"),
+    ("--preflight-timeout", "99999999999999h", "above the longest allowed, 30d"),
+    ("--heartbeat", "٣s", "write the digits in ASCII: 3s"),
+])
+def test_odd_option_values_are_one_line(flag: str, value: str, says: str) -> None:
+    name = flag.lstrip("-").replace("-", "_")
+    with pytest.raises(SettingsError) as info:
+        resolve({name: value}, {}, Path("."))
+    text = str(info.value)
+    assert says in text and flag in text and "from the command line" in text and "\n" not in text, text
+    assert len(text) < 300, text
+
+
+def test_a_huge_timeout_is_a_usage_error_through_pytest(pytester: pytest.Pytester) -> None:
+    """Before: 3.6e26 seconds was taken; the first pre-flight wait died with an OverflowError traceback
+    and the step was marked ✗ Failed."""
+    _plan(pytester)
+    line = _one_usage_error(pytester.runpytest("--spec", "SPEC.md", "--preflight-timeout", "99999999999999h"))
+    assert "--preflight-timeout" in line and "30d" in line, line
+
+
+def test_choices_ignore_case_and_spaces() -> None:
+    s = resolve({"agent_backend": " Claude-Code ", "plan_format": "SPECMD"}, {}, Path("."))
+    assert s.agent_backend == "claude-code" and s.plan_format == "specmd"
