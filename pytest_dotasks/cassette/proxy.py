@@ -86,6 +86,12 @@ class Proxy:
         if client is not None:
             client.close()
 
+    def __enter__(self) -> Proxy:  # noqa: PYI034 (py3.10: no typing.Self)
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     # ------------------------------------------------------------ tapes
 
     def add(self, tape: Tape) -> str:

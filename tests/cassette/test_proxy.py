@@ -48,11 +48,8 @@ def then(first: Any, prompt: str = f"Execute STEP 1 (task id: {TASK})") -> list[
 
 @pytest.fixture
 def proxy() -> Iterator[Proxy]:
-    p = Proxy("http://127.0.0.1:9").start()
-    try:
+    with Proxy("http://127.0.0.1:9") as p:
         yield p
-    finally:
-        p.stop()
 
 
 @pytest.fixture
@@ -63,15 +60,12 @@ def recorded(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     with AnthropicStub() as stub:
         stub.reply(tool_use("Write", {"file_path": f"{root}/hello.py"}))
         stub.reply(text(f"Wrote {root}/hello.py for {TASK}; key {API_KEY}.\nSTEP RESULT: SUCCESS"))
-        p = Proxy(stub.url).start()
         tape = Tape(RECORD, root / "cassettes" / "SPEC" / "step1.jsonl", HEADER, root=root, task_id=TASK,
                     scrub=lambda s: s.replace(API_KEY, "***"))
-        try:
+        with Proxy(stub.url) as p:
             base = p.add(tape)
             first = ask(base, system=f"Project root: {root}.")
             last = ask(base, system=f"Project root: {root}.", history=then(first))
-        finally:
-            p.stop()
         assert stub.violations == []
         assert [r.path for r in stub.message_requests] == ["/v1/messages", "/v1/messages"]
         sent = stub.message_requests[0].headers
@@ -180,14 +174,11 @@ def test_a_request_beyond_the_recording_gets_no_reply(recorded: tuple[Path, Path
 def test_a_plain_json_call_and_a_retried_error_are_recorded_and_replayed(tmp_path: Path, proxy: Proxy) -> None:
     with AnthropicStub() as stub:
         stub.fail(529, "Overloaded", retry_after_ms=50).reply(text("hi"))
-        p = Proxy(stub.url).start()
         tape = Tape(RECORD, tmp_path / "c.jsonl", HEADER, root=tmp_path, task_id=TASK)
-        try:
+        with Proxy(stub.url) as p:
             base = p.add(tape)
             models = anthropic.Anthropic(base_url=base, api_key=API_KEY, max_retries=0).models.list(limit=1)
             assert ask(base, retries=2).content[0].text == "hi"  # the 529 was retried by the SDK
-        finally:
-            p.stop()
     tape.close()
     cassette = store.read(tmp_path / "c.jsonl")
     assert [(e.route, e.status) for e in cassette.exchanges] == [
@@ -200,16 +191,10 @@ def test_a_plain_json_call_and_a_retried_error_are_recorded_and_replayed(tmp_pat
     assert res.status_code == 529 and res.headers["retry-after-ms"] == "1"  # no waiting in a replay
 
 
-def test_an_unreachable_api_while_recording_is_a_502_saying_so(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
-    p = Proxy(closed).start()
-    try:
+def test_an_unreachable_api_while_recording_is_a_502_saying_so(tmp_path: Path, closed_port_url: str) -> None:
+    with Proxy(closed_port_url) as p:
         base = p.add(Tape(RECORD, tmp_path / "c.jsonl", HEADER, root=tmp_path, task_id=TASK))
         with pytest.raises(anthropic.InternalServerError) as err:
             ask(base)
-    finally:
-        p.stop()
     assert err.value.status_code == 502
-    assert f"pytest-dotasks recording proxy: cannot reach {closed}: ConnectError" in str(err.value)
+    assert f"pytest-dotasks recording proxy: cannot reach {closed_port_url}: ConnectError" in str(err.value)
