@@ -39,6 +39,8 @@ from collections.abc import Callable, Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .server import serve
+
 API_KEY = "sk-ant-stub-" + "0123456789abcdef" * 3
 PER_TURN_CONTROL = "per-turn-control-2026-07-01"  # the beta that allows role "system" turns in messages
 MODELS = ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-opus-4-1")
@@ -232,25 +234,7 @@ class AnthropicStub:
         return f"http://{host}:{port}"
 
     def start(self) -> AnthropicStub:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                stub._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                stub._handle(self, "POST")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-        self._thread.start()
+        self._server, self._thread = serve(self._handle, poll_interval=0.02, name="anthropic-stub")
         return self
 
     def stop(self) -> None:
@@ -272,7 +256,8 @@ class AnthropicStub:
         key = headers.get("x-api-key") or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
         return key == self.api_key
 
-    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        method = h.command
         length = int(h.headers.get("content-length") or 0)
         raw = h.rfile.read(length) if length else b""
         try:

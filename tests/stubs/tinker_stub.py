@@ -31,6 +31,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .server import serve
+
 API_KEY = "tml-stub-" + "0123456789abcdef" * 2
 MODES = ("ok", "401", "402", "403", "late401", "hang")
 MODELS = ("meta-llama/Llama-3.2-1B", "Qwen/Qwen3-8B")
@@ -79,26 +81,8 @@ class TinkerStub:
             return [r.path for r in self.requests]
 
     def start(self) -> TinkerStub:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                stub._handle(self)
-
-            def do_POST(self) -> None:
-                stub._handle(self)
-
         self.release.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="tinker-stub", daemon=True)
-        self._thread.start()
+        self._server, self._thread = serve(self._handle, poll_interval=0.05, name="tinker-stub")
         return self
 
     def stop(self) -> None:
