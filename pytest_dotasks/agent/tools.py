@@ -39,98 +39,76 @@ class ToolResult:
     is_error: bool = False
 
 
+def _tool(name: str, description: str, required: list[str], /, **properties: tuple[str, str]) -> dict[str, Any]:
+    """A tool as the Messages API takes it; ``properties`` as name=(JSON type, description), in order."""
+    return {
+        "name": name,
+        "description": description,
+        "input_schema": {
+            "type": "object",
+            "properties": {key: {"type": kind, "description": text} for key, (kind, text) in properties.items()},
+            "required": required,
+        },
+    }
+
+
+_FILE_PATH = ("string", "Path, relative to the project root or absolute.")
+
 SCHEMAS: dict[str, dict[str, Any]] = {
-    "Bash": {
-        "name": "Bash",
-        "description": (
-            "Run a shell command (/bin/sh) in the project root and return its combined output and "
-            "exit code. Each call is a fresh shell: cd and exported variables do not carry over. "
-            f"Default timeout {BASH_DEFAULT_TIMEOUT_MS // 1000}s, at most {BASH_MAX_TIMEOUT_MS // 1000}s; "
-            "on timeout the command and all its children are killed. Output beyond "
-            f"{OUTPUT_CAP} characters is cut (the end is kept). There is no terminal and no stdin."
-        ),
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "command": {"type": "string", "description": "The command to run."},
-                "timeout": {"type": "number",
-                            "description": f"Timeout in milliseconds (max {BASH_MAX_TIMEOUT_MS})."},
-            },
-            "required": ["command"],
-        },
-    },
-    "Read": {
-        "name": "Read",
-        "description": (
-            "Read a text file inside the project root. Lines are numbered (cat -n style). "
-            f"Reads up to {READ_DEFAULT_LIMIT} lines from the start unless offset/limit are given; "
-            f"lines longer than {READ_LINE_CAP} characters are cut."
-        ),
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "file_path": {"type": "string", "description": "Path, relative to the project root or absolute."},
-                "offset": {"type": "integer", "description": "1-based line number to start at."},
-                "limit": {"type": "integer", "description": "Number of lines to read."},
-            },
-            "required": ["file_path"],
-        },
-    },
-    "Write": {
-        "name": "Write",
-        "description": (
-            "Write a file inside the project root, replacing it if it exists; missing parent "
-            "folders are created."
-        ),
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "file_path": {"type": "string", "description": "Path, relative to the project root or absolute."},
-                "content": {"type": "string", "description": "The whole new content of the file."},
-            },
-            "required": ["file_path", "content"],
-        },
-    },
-    "Edit": {
-        "name": "Edit",
-        "description": (
-            "Replace text in a file inside the project root. old_string must occur exactly once "
-            "(include surrounding lines to make it unique) unless replace_all is true."
-        ),
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "file_path": {"type": "string", "description": "Path, relative to the project root or absolute."},
-                "old_string": {"type": "string", "description": "The exact text to replace."},
-                "new_string": {"type": "string", "description": "The text to put in its place."},
-                "replace_all": {"type": "boolean", "description": "Replace every occurrence (default false)."},
-            },
-            "required": ["file_path", "old_string", "new_string"],
-        },
-    },
+    "Bash": _tool(
+        "Bash",
+        "Run a shell command (/bin/sh) in the project root and return its combined output and "
+        "exit code. Each call is a fresh shell: cd and exported variables do not carry over. "
+        f"Default timeout {BASH_DEFAULT_TIMEOUT_MS // 1000}s, at most {BASH_MAX_TIMEOUT_MS // 1000}s; "
+        "on timeout the command and all its children are killed. Output beyond "
+        f"{OUTPUT_CAP} characters is cut (the end is kept). There is no terminal and no stdin.",
+        ["command"],
+        command=("string", "The command to run."),
+        timeout=("number", f"Timeout in milliseconds (max {BASH_MAX_TIMEOUT_MS})."),
+    ),
+    "Read": _tool(
+        "Read",
+        "Read a text file inside the project root. Lines are numbered (cat -n style). "
+        f"Reads up to {READ_DEFAULT_LIMIT} lines from the start unless offset/limit are given; "
+        f"lines longer than {READ_LINE_CAP} characters are cut.",
+        ["file_path"],
+        file_path=_FILE_PATH,
+        offset=("integer", "1-based line number to start at."),
+        limit=("integer", "Number of lines to read."),
+    ),
+    "Write": _tool(
+        "Write",
+        "Write a file inside the project root, replacing it if it exists; missing parent folders are created.",
+        ["file_path", "content"],
+        file_path=_FILE_PATH,
+        content=("string", "The whole new content of the file."),
+    ),
+    "Edit": _tool(
+        "Edit",
+        "Replace text in a file inside the project root. old_string must occur exactly once "
+        "(include surrounding lines to make it unique) unless replace_all is true.",
+        ["file_path", "old_string", "new_string"],
+        file_path=_FILE_PATH,
+        old_string=("string", "The exact text to replace."),
+        new_string=("string", "The text to put in its place."),
+        replace_all=("boolean", "Replace every occurrence (default false)."),
+    ),
 }
 
 
 def task_schema(agents: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """The ``Task`` tool, listing the agents a sub-task may go to as (name, description)."""
     listing = "\n".join(f"- {name}: {desc or '(no description)'}" for name, desc in agents)
-    return {
-        "name": "Task",
-        "description": (
-            "Hand a focused sub-task to another agent and get its final report back. The sub-agent "
-            "starts with no memory of this conversation: put everything it needs in the prompt. "
-            "It has the same project root and its own tools (no Task). Available agents:\n" + listing
-        ),
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "description": {"type": "string", "description": "A short (3-5 word) label for the sub-task."},
-                "prompt": {"type": "string", "description": "The complete task for the sub-agent."},
-                "subagent_type": {"type": "string", "description": "Name of the agent to use."},
-            },
-            "required": ["description", "prompt", "subagent_type"],
-        },
-    }
+    return _tool(
+        "Task",
+        "Hand a focused sub-task to another agent and get its final report back. The sub-agent "
+        "starts with no memory of this conversation: put everything it needs in the prompt. "
+        "It has the same project root and its own tools (no Task). Available agents:\n" + listing,
+        ["description", "prompt", "subagent_type"],
+        description=("string", "A short (3-5 word) label for the sub-task."),
+        prompt=("string", "The complete task for the sub-agent."),
+        subagent_type=("string", "Name of the agent to use."),
+    )
 
 
 # ------------------------------------------------------------ grants
