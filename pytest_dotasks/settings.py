@@ -55,6 +55,13 @@ def _str(text: str) -> str:
     return str(text)
 
 
+def _path(text: str) -> str:
+    """A file or folder option: an empty value (``--task-log "$UNSET"``) is refused, not read as "not given"."""
+    if not str(text).strip():
+        raise ValueError("the path is empty (an unset shell variable?); name a file, or leave the option out")
+    return str(text)
+
+
 def _usd(text: str) -> float:
     m = _AMOUNT.match(_ascii(text))
     if m is None or not float(m.group(1)) > 0:
@@ -115,7 +122,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("spec", "--spec", "SPEC.md plan to execute as tests (collect its steps). Default: none (plain pytest collects no steps).", metavar="PATH"),
+    Option("spec", "--spec", "SPEC.md plan to execute as tests (collect its steps). Default: none (plain pytest collects no steps).", convert=_path, metavar="PATH"),
     Option("steps", "--steps", "Steps to run: 8, 1-5, 1-5,8; all = every step, done ones skipped (default); continue = the steps after the last done one.",
            default="all", convert=_steps, metavar="SEL"),
     Option("redo", "--redo", "Run steps that are already done again. Default: off.", default=False, action="store_true"),
@@ -129,7 +136,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("dry_run", "--dry-run", "Run pre-flight and show each body; run no body, mark nothing. Default: off.",
            default=False, action="store_true"),
     Option("task_log", "--task-log", "Task log file (default: .task_execution.log beside SPEC.md).",
-           metavar="PATH"),
+           convert=_path, metavar="PATH"),
     Option("preflight_timeout", "--preflight-timeout", "How long each pre-flight check may take, a duration: 90s, 2m, 1h. Default: 30s.",
            default=30.0, convert=_duration, metavar="DUR"),
     Option("post_timeout", "--post-timeout", "How long each post-validation check may take, a duration: 90s, 2m, 1h. Default: 30s.",
@@ -172,7 +179,7 @@ OPTIONS: tuple[Option, ...] = (
            "worker together); works as --max-cost. Default: none.", convert=_usd, metavar="USD"),
     Option("prices", "--prices", "JSON price table shaped like the built-in prices.json; its families replace "
            "or add to the built-in ones (relative to the current directory, or to the rootdir in the ini). "
-           "Default: none (the built-in table).", metavar="PATH"),
+           "Default: none (the built-in table).", convert=_path, metavar="PATH"),
     Option("record", "--record", "Run agent steps for real and record each step's Messages API exchanges in a "
            "cassette (cassettes/SPEC/step8.jsonl beside the plan; no credential in it). Default: off.",
            default=False, action="store_true"),
@@ -184,7 +191,7 @@ OPTIONS: tuple[Option, ...] = (
            "recorded, instead of failing in pre-flight. Default: off.", default=False, action="store_true"),
     Option("cassettes", "--cassettes", "Folder of cassettes, one sub-folder per plan (DIR/SPEC/step8.jsonl); "
            "relative to the current directory, or to the ini file's folder in the ini. Default: cassettes "
-           "beside the plan.", metavar="DIR"),
+           "beside the plan.", convert=_path, metavar="DIR"),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 

@@ -239,3 +239,23 @@ def test_a_huge_timeout_is_a_usage_error_through_pytest(pytester: pytest.Pyteste
 def test_choices_ignore_case_and_spaces() -> None:
     s = resolve({"agent_backend": " Claude-Code ", "plan_format": "SPECMD"}, {}, Path("."))
     assert s.agent_backend == "claude-code" and s.plan_format == "specmd"
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("1\n2", r"--steps 1\n2: '1\n2': steps are separated by commas; write --steps 1,2"),
+    ("1,\u200b2", r"--steps 1,\u200b2: '\u200b2' holds an invisible character (U+200B); write --steps 1,2"),
+    ("\x1b[31m1", r"--steps \x1b[31m1: '\x1b[31m1' holds an invisible character (U+001B); write e.g. --steps 8"),
+])
+def test_a_steps_value_with_control_characters_stays_on_one_line(value: str, says: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        parse_steps(value)
+    assert str(info.value).startswith(says), str(info.value)
+    assert str(info.value).isprintable()
+
+
+def test_an_empty_task_log_is_refused_not_read_as_the_default(pytester: pytest.Pytester) -> None:
+    """``--task-log "$UNSET"``: before, the log silently went to the default file."""
+    spec = _plan(pytester)
+    line = _one_usage_error(pytester.runpytest("--spec", "SPEC.md", "--task-log", ""))
+    assert "--task-log" in line and "the path is empty" in line, line
+    assert spec.read_text() == PLAN and not (pytester.path / ".task_execution.log").exists()

@@ -138,7 +138,12 @@ def parse_steps(text: str | None) -> Selection:
 
 
 def _error(value: str, problem: str, fix: str) -> SettingsError:
-    return SettingsError(f"--steps {_clip(value, 60)}: {problem}", fix=fix)
+    return SettingsError(f"--steps {_shown(_clip(value, 60))}: {problem}", fix=_shown(fix))
+
+
+def _shown(text: str) -> str:
+    """``text`` on one line: a control or invisible character (newline, ESC, U+200B) escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _replaced(parts: list[str], part: str, by: str | None) -> str:
@@ -162,6 +167,12 @@ def _check_commas(value: str, parts: list[str]) -> None:
 
 def _unreadable(value: str, parts: list[str], part: str) -> SettingsError:
     """The one-line error for a part that is neither a number, a range nor an id, with the likely fix."""
+    hidden = [ch for ch in part if not ch.isprintable() and not ch.isspace()]
+    if hidden:
+        visible = "".join(ch for ch in part if ch not in hidden)
+        readable = bool(_PART.match(visible) or _IDENT.match(visible) or _ID_RANGE.match(visible))
+        return _error(value, f"{_clip(part)!r} holds an invisible character (U+{ord(hidden[0]):04X})",
+                      "write --steps " + _replaced(parts, part, visible) if readable else _FIX)
     if any(ch.isdigit() and not ch.isascii() for ch in part):
         ascii_part = "".join(str(unicodedata.digit(ch)) if ch.isdigit() and not ch.isascii() else ch for ch in part)
         if _PART.match(ascii_part) or _IDENT.match(ascii_part) or _ID_RANGE.match(ascii_part):
