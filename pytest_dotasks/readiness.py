@@ -25,8 +25,14 @@ ANTHROPIC_KEYS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 CLAUDE_CODE_KEYS = (*ANTHROPIC_KEYS, "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")
 
 
-def _steps_option(numbers: Iterable[int]) -> str:
-    return "--steps " + ranges(numbers).replace(", ", ",")
+def _steps_option(spec: Spec, numbers: Iterable[int]) -> str:
+    return "--steps " + ranges(in_plan_order(spec, numbers)).replace(", ", ",")
+
+
+def in_plan_order(spec: Spec, numbers: Iterable[int]) -> list[int]:
+    """``numbers`` as the plan lists its steps (``2A`` between ``1`` and ``5``), not by the internal key."""
+    wanted = set(numbers)
+    return [s.number for s in spec.steps if s.number in wanted]
 
 
 def _settled(step: Step) -> bool:
@@ -58,11 +64,11 @@ def dependency_problems(spec: Spec, cfgs: Mapping[int, StepConfig], selected: se
             todo.extend(cfgs[dep].needs)
         if missing:
             wanted |= missing | {step.number}
-            which = ", ".join(f"STEP {n}" for n in sorted(missing))
+            which = ", ".join(f"STEP {by_number[n].ident}" for n in in_plan_order(spec, missing))
             verb = "is" if len(missing) == 1 else "are"
-            problems.append(f"{step.location}: STEP {step.number} needs {which}, which {verb} neither done nor selected")
+            problems.append(f"{step.location}: STEP {step.ident} needs {which}, which {verb} neither done nor selected")
     if wanted:
-        problems.append(f"  fix: run them together: {_steps_option(wanted | selected)}")
+        problems.append(f"  fix: run them together: {_steps_option(spec, wanted | selected)}")
     return problems
 
 
@@ -82,7 +88,7 @@ def credential_problems(agent_steps: list[Step], settings: Settings, environ: Ma
         return []  # --replay: the cassettes answer; no key is needed (recording.py gives the SDKs a placeholder)
     if not agent_steps or _has_credentials(backend, environ, home):
         return []
-    which = ", ".join(str(s.number) for s in agent_steps)
+    which = ", ".join(s.ident for s in agent_steps)
     plural = "s" if len(agent_steps) > 1 else ""
     if backend == "anthropic":
         fix = ("export ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN), choose another --agent-backend, "
@@ -112,12 +118,12 @@ def definition_problems(agent_steps: list[Step], cfgs: Mapping[int, StepConfig],
         try:
             defs.choose_agent(root, name, explicit=explicit)
         except DotasksError as exc:
-            problems.setdefault(f"agent:{name}", f"STEP {step.number}: {exc.one_line()}")
+            problems.setdefault(f"agent:{name}", f"STEP {step.ident}: {exc.one_line()}")
         wanted = [*cfg.skills, *defs.split_names(settings.skills or "", key="skills")]
         try:
             defs.select_skills(root, wanted)
         except DotasksError as exc:
-            problems.setdefault(f"skills:{','.join(wanted)}", f"STEP {step.number}: {exc.one_line()}")
+            problems.setdefault(f"skills:{','.join(wanted)}", f"STEP {step.ident}: {exc.one_line()}")
     return list(problems.values())
 
 

@@ -148,7 +148,7 @@ class Recording:
         warnings = st.tape.warnings
         if warnings:  # one warning a step; the task log has each
             more = f" (and {len(warnings) - 1} later request{'s' * (len(warnings) > 2)})" if len(warnings) > 1 else ""
-            item.warn(DotasksWarning(f"STEP {item.step.number} replay (lenient): {warnings[0]}{more}"))
+            item.warn(DotasksWarning(f"STEP {item.step.ident} replay (lenient): {warnings[0]}{more}"))
         for warning in warnings:
             if ctx is not None:
                 ctx.log_event("main", "replay_mismatch", warning, lenient=True)
@@ -159,7 +159,7 @@ class Recording:
             ctx.log_event("main", "replay_mismatch", first, lenient=st.tape.lenient)
         item.failed_phase = "main"
         item._prop("failed_phase", "main")
-        raise BodyFailed(f"STEP {item.step.number} replay: {first} [{item.task_id}]", fix=RERECORD) from None
+        raise BodyFailed(f"STEP {item.step.ident} replay: {first} [{item.task_id}]", fix=RERECORD) from None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
@@ -172,14 +172,14 @@ class Recording:
         written = self.deck.close(st, keep=ran)  # a recording stopped in pre-flight keeps no cassette
         log = item.run.log_for(item.spec_path)
         if written is not None:
-            log.event(item.task_id, f"cassette written: {st.tape.shown}", step=item.step.number, phase="main",
+            log.event(item.task_id, f"cassette written: {st.tape.shown}", step=item.step.log_step, phase="main",
                       event="cassette_written", cassette=st.tape.shown, exchanges=len(st.tape.recorded))
         unused = st.tape.unused() if ran and st.mode == REPLAY and not st.tape.mismatches else []
         if unused:
             note = f"{len(unused)} recorded request{'s' * (len(unused) != 1)} never asked for: {', '.join(unused)[:200]}"
-            log.event(item.task_id, f"replay: {note}", step=item.step.number, phase="main", event="replay_unused",
+            log.event(item.task_id, f"replay: {note}", step=item.step.log_step, phase="main", event="replay_unused",
                       cassette=st.tape.shown)
-            item.warn(DotasksWarning(f"STEP {item.step.number} replay: {note} ({st.tape.shown})"))
+            item.warn(DotasksWarning(f"STEP {item.step.ident} replay: {note} ({st.tape.shown})"))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.deck.stop()

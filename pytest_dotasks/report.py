@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pytest_dotasks.errors import DotasksError
 from pytest_dotasks.plan.model import ident_of, number_of
 from pytest_dotasks.settings import Settings
 
@@ -44,10 +45,25 @@ _SYMBOL = {"passed": "✓", "failed": "✗", "error": "✗", "skipped": "-", "ru
 def write_summary(tr: Any, run: SummaryInput) -> None:
     tr.write_sep("=", "dotasks summary")
     by_spec: dict[str, list[Record]] = {}
-    for rec in sorted(run.records, key=lambda r: (r.spec, r.step)):
+    lines = {spec: header_lines_of(Path(spec)) for spec in {r.spec for r in run.records}}
+
+    def in_file_order(r: Record) -> tuple[str, int, int]:  # not by the internal number: 2A between 1 and 5
+        return r.spec, lines[r.spec].get(r.step, 1 << 62), r.step
+
+    for rec in sorted(run.records, key=in_file_order):
         by_spec.setdefault(rec.spec, []).append(rec)
     for spec, recs in by_spec.items():
         _write_plan(tr, run, spec, recs)
+
+
+def header_lines_of(spec: Path) -> dict[int, int]:
+    """Step number -> line of its header in the plan as it is now ({} if it cannot be read)."""
+    from pytest_dotasks.plan.specmd import header_lines, read_text
+
+    try:
+        return header_lines(read_text(spec))
+    except DotasksError:
+        return {}
 
 
 def _already_done(r: Record) -> bool:
@@ -157,22 +173,26 @@ _IDS = number_of("0")  # past every plain step number
 
 
 def ranges(numbers: Iterable[int]) -> str:
-    """[1, 2, 3, 5] -> "1-3, 5"."""
-    nums = sorted(set(numbers))
+    """Step numbers in the order given (plan order) -> "1-3, 5, 2A": consecutive plain numbers make
+    a range; ids that are no plain number (2A, T001, 1.1) are shown one by one, as the plan writes them."""
     out: list[str] = []
-    if not nums:
-        return ""
-    start = prev = nums[0]
-    for n in [*nums[1:], None]:
-        if n is not None and n == prev + 1:
-            prev = n
+    run: list[int] = []  # the plain numbers of the range being built
+
+    def close() -> None:
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run.clear()
+
+    for n in dict.fromkeys(numbers):
+        if n < _IDS and run and n == run[-1] + 1:
+            run.append(n)
             continue
-        if start >= _IDS:  # ids that are no plain number (2A, T001, 1.1): one by one
-            out += [ident_of(k) for k in nums if start <= k <= prev]
+        close()
+        if n < _IDS:
+            run.append(n)
         else:
-            out.append(f"{start}-{prev}" if prev != start else str(start))
-        if n is not None:
-            start = prev = n
+            out.append(ident_of(n))
+    close()
     return ", ".join(out)
 
 

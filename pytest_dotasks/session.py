@@ -207,16 +207,15 @@ class DotasksRun:
             invocation_dir=Path(self.config.invocation_params.dir), left_behind=self._left_behind()))
 
     def _left_behind(self) -> dict[Path, list[int]]:
-        """``--steps continue``: pending steps before the continue point, which it does not run."""
+        """``--steps continue``: pending steps before the continue point (in file order), which it does not run."""
         if self.settings.steps != "continue":
             return {}
         out: dict[Path, list[int]] = {}
         for path, spec in self.parsed.items():
             chosen = self.selected.get(path, set())
-            first = min(chosen) if chosen else None
-            out[path] = [s.number for s in spec.steps
-                         if s.marker.status in (STATUS_TODO, STATUS_FAILED) and s.number not in chosen
-                         and (first is None or s.number < first)]
+            first = next((i for i, s in enumerate(spec.steps) if s.number in chosen), len(spec.steps))
+            out[path] = [s.number for s in spec.steps[:first]
+                         if s.marker.status in (STATUS_TODO, STATUS_FAILED) and s.number not in chosen]
         return out
 
 

@@ -183,7 +183,7 @@ def test_claude_code_login_file_counts(tmp_path: Path) -> None:
 
 
 def test_ranges() -> None:
-    assert ranges([5, 1, 2, 3, 9, 10]) == "1-3, 5, 9-10"
+    assert ranges([1, 2, 3, 5, 9, 10]) == "1-3, 5, 9-10"  # in the order given: the plan's
     assert ranges([]) == ""
 
 

@@ -82,7 +82,7 @@ def _api_failure(ctx: StepContext, plan: AgentPlan, usage: Usage, transcript: Tr
     """The step's failure when the API refused a request: logged, the usage so far kept."""
     what, fix = explain_api_error(exc, model, API_MAX_RETRIES)
     status = getattr(exc, "status_code", None)
-    msg = f"STEP {ctx.step.number}: {what} [{ctx.task_id}]"
+    msg = f"STEP {ctx.step.ident}: {what} [{ctx.task_id}]"
     transcript.write("error", status=status, message=msg)
     ctx.log_event("main", "agent_error", msg, agent=plan.agent.name, status=status)
     ctx.properties.update(usage.properties(plan.agent.name, plan.model))
@@ -94,7 +94,7 @@ def _new_client(ctx: StepContext, plan: AgentPlan) -> anthropic.Anthropic:
     if not any(env.get(k) for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_PROFILE")):
         ctx.log_event("main", "agent_error", "ANTHROPIC_API_KEY is not set", agent=plan.agent.name)
         raise BodyFailed(
-            f"STEP {ctx.step.number}: the agent needs ANTHROPIC_API_KEY, which is not set [{ctx.task_id}]",
+            f"STEP {ctx.step.ident}: the agent needs ANTHROPIC_API_KEY, which is not set [{ctx.task_id}]",
             fix="export ANTHROPIC_API_KEY=sk-ant-... (console.anthropic.com/settings/keys), "
                 "or give the step a run: command, or use --agent-backend claude-code / command")
     import anthropic  # only here: importing it costs seconds
@@ -114,7 +114,7 @@ def _log_start(ctx: StepContext, plan: AgentPlan, transcript: Transcript) -> Non
                       agent=plan.agent.name)
     ctx.log_event("main", "agent_start", f"{plan.agent.name} on {plan.model}", transcript=str(transcript.path),
                   **info)
-    transcript.write("session", task_id=ctx.task_id, step=ctx.step.number, system=plan.system,
+    transcript.write("session", task_id=ctx.task_id, step=ctx.step.log_step, system=plan.system,
                      tool_names=list(plan.grants.names), **info)
 
 
@@ -234,7 +234,7 @@ class AnthropicSession(PlanSession):
                 if "authentication" not in str(exc):
                     raise
                 # The SDK found no credentials at all (e.g. only ANTHROPIC_PROFILE, pointing nowhere).
-                raise BodyFailed(f"STEP {self.ctx.step.number}: cannot call the Anthropic API: {exc}",
+                raise BodyFailed(f"STEP {self.ctx.step.ident}: cannot call the Anthropic API: {exc}",
                                  fix="export ANTHROPIC_API_KEY=sk-ant-...") from None
             except ValueError as exc:
                 # The SDK cannot parse the tool input the model streamed (a lone surrogate's
@@ -245,7 +245,7 @@ class AnthropicSession(PlanSession):
                 self.transcript.write("error", agent=agent, conversation=conversation, message=why)
                 self.ctx.log_event("main", "agent_error", f"{agent}: the model's tool input is not valid JSON; "
                                    "asking again", agent=agent, detail=why)
-        raise BodyFailed(f"STEP {self.ctx.step.number}: the model sent tool input that is not valid JSON "
+        raise BodyFailed(f"STEP {self.ctx.step.ident}: the model sent tool input that is not valid JSON "
                          f"{UNPARSABLE_TURNS} times in a row [{self.ctx.task_id}]",
                          fix=f"run the step again; the transcript {self.transcript.path} shows the replies")
 

@@ -177,7 +177,7 @@ def no_credentials(ctx: StepContext) -> BodyFailed:
     unset = [n for n in CREDENTIALS if not os.environ.get(n)]
     login_state = (f"the Claude Code login in {where} was not accepted (empty or expired)" if login.exists()
                    else f"there is no Claude Code login ({where} is missing)")
-    msg = (f"STEP {ctx.step.number}: Claude Code has no credentials: {', '.join(unset)} "
+    msg = (f"STEP {ctx.step.ident}: Claude Code has no credentials: {', '.join(unset)} "
            f"{'is' if len(unset) == 1 else 'are'} not set, and {login_state} [{ctx.task_id}]")
     return BodyFailed(msg, fix="export ANTHROPIC_API_KEY=sk-ant-... (or ANTHROPIC_AUTH_TOKEN / "
                                "CLAUDE_CODE_OAUTH_TOKEN), or run `claude` once and log in with /login")
@@ -187,7 +187,7 @@ def key_rejected(ctx: StepContext, status: int | None, detail: str, source: str 
     """The API refused the credentials Claude Code sent; ``source``: where it took them (its init message)."""
     var = source if source in CREDENTIALS else None
     used = var or ("its login" if source in (None, "none") else source)
-    return BodyFailed(f"STEP {ctx.step.number}: the Anthropic API rejected the key ({status or 401} {detail}); "
+    return BodyFailed(f"STEP {ctx.step.ident}: the Anthropic API rejected the key ({status or 401} {detail}); "
                       f"Claude Code sent {used} [{ctx.task_id}]",
                       fix=f"check {var} (console.anthropic.com/settings/keys)" if var
                       else "log in again (run `claude`, then /login) or export ANTHROPIC_API_KEY")
@@ -303,7 +303,7 @@ class ClaudeCodeSession(PlanSession):
         except _Stop as stop:
             failure = stop.failure
         except sdk.CLINotFoundError as exc:
-            raise BodyFailed(f"STEP {ctx.step.number}: Claude Code CLI not found: {exc}",
+            raise BodyFailed(f"STEP {ctx.step.ident}: Claude Code CLI not found: {exc}",
                              fix="reinstall claude-agent-sdk (it bundles the CLI) or set it up with "
                                  "npm install -g @anthropic-ai/claude-code") from None
         except sdk.ClaudeSDKError as exc:
@@ -312,7 +312,7 @@ class ClaudeCodeSession(PlanSession):
             if state["result"] is None or not isinstance(exc, getattr(sdk, "ResultError", ())):
                 first = (str(exc).splitlines() or [type(exc).__name__])[0]
                 why = f"{first}: {stderr[-1].strip()}" if stderr else first
-                failure = BodyFailed(f"STEP {ctx.step.number}: Claude Code failed: {ctx.log.scrub(why)} "
+                failure = BodyFailed(f"STEP {ctx.step.ident}: Claude Code failed: {ctx.log.scrub(why)} "
                                      f"[{ctx.task_id}]", fix="see the transcript " + str(self.transcript.path))
         result = state["result"]
         self._settle_usage(result, state)

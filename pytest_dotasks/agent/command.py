@@ -61,7 +61,7 @@ class CommandSession(PlanSession):
         ctx, plan = self.ctx, self.plan
         template = ctx.settings.agent_command
         if not template:
-            raise BodyFailed(f"STEP {ctx.step.number}: --agent-backend command needs --agent-command [{ctx.task_id}]",
+            raise BodyFailed(f"STEP {ctx.step.ident}: --agent-backend command needs --agent-command [{ctx.task_id}]",
                              fix="e.g. --agent-command 'claude -p {prompt}' (or dotasks_agent_command in the ini)")
         self.attempt += 1
         if feedback:

@@ -155,7 +155,7 @@ class SpendLimits:
         ctx = self.ctx
         which = "--max-run-cost" if "run has spent" in reason else "--max-cost"
         words = f"; last words: {one_line(last_words)}" if last_words.strip() else ""
-        return BodyFailed(f"STEP {ctx.step.number}: stopped before its next request to the model: {reason}{words} "
+        return BodyFailed(f"STEP {ctx.step.ident}: stopped before its next request to the model: {reason}{words} "
                           f"[{ctx.task_id}]", detail=detail,
                           fix=f"raise {which} (or dotasks_{which[2:].replace('-', '_')} in the ini), "
                               "or choose a cheaper model with --agent-model")

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 
 from pytest_dotasks.plan.marking import read_marker
-from pytest_dotasks.plan.model import STATUS_DONE, Marker
+from pytest_dotasks.plan.model import STATUS_DONE, Marker, ident_of
 from pytest_dotasks.run.background import carriers, kill_carriers, pid_alive, proc_start
 
 _HOST = socket.gethostname()
@@ -221,9 +221,9 @@ def for_step(spec_path: Path, number: int, task_id: str, seen: Marker, redo: boo
     try:
         claim = take(spec_path, number, task_id)
     except Held as held:
-        return None, f"STEP {number} is running in another pytest process, {held}"
+        return None, f"STEP {ident_of(number)} is running in another pytest process, {held}"
     if redo:
         now = read_marker(spec_path, number)
         if now is not None and now.status == STATUS_DONE and now.task_id != seen.task_id:
-            return claim, f"STEP {number} was done meanwhile by another run [task_id: {now.task_id}]"
+            return claim, f"STEP {ident_of(number)} was done meanwhile by another run [task_id: {now.task_id}]"
     return claim, None

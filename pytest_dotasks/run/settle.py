@@ -21,7 +21,7 @@ from pytest_dotasks.errors import DotasksError, MarkError
 from pytest_dotasks.plan.durations import format_elapsed
 from pytest_dotasks.plan.fields import StepConfig
 from pytest_dotasks.plan.marking import mark, read_marker
-from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Step
+from pytest_dotasks.plan.model import STATUS_DONE, STATUS_FAILED, STATUS_RUNNING, Step, ident_of
 from pytest_dotasks.plan.specmd import parse_file
 from pytest_dotasks.run import background as bg
 from pytest_dotasks.run import builtin_checks as bc
@@ -32,6 +32,12 @@ from pytest_dotasks.run.phases import hook_checks
 from pytest_dotasks.run.tasklog import TaskLog, now_iso
 from pytest_dotasks.run.verdicts import Finished, status_of, verdict_of, write_verdict
 from pytest_dotasks.settings import Settings
+
+
+def log_step_of(number: int) -> int | str:
+    """The task log's ``step`` field for a step known by number (as ``Step.log_step``)."""
+    ident = ident_of(number)
+    return number if ident == str(number) else ident
 
 
 @dataclasses.dataclass
@@ -62,9 +68,9 @@ class BackgroundSteps:
         task = bg.launch(task_id, step.number, step.path, cfg.run, step.path.parent, env,
                          cfg.monitor, cfg.monitor_every, cfg.alert, timeout=cfg.timeout)
         self.ports.log_for(step.path).event(
-            task.task_id, f"Started in the background (pid {task.pid})", step=task.step, phase="background",
+            task.task_id, f"Started in the background (pid {task.pid})", step=log_step_of(task.step), phase="background",
             event="started", pid=task.pid, command=cfg.run, output=str(task.output), monitor=cfg.monitor)
-        self.ports.emit(f"[BACKGROUND] STEP {task.step} started (pid {task.pid}), output: {task.output}")
+        self.ports.emit(f"[BACKGROUND] STEP {ident_of(task.step)} started (pid {task.pid}), output: {task.output}")
         self._monitor().watch(task)
         return task
 
@@ -75,22 +81,22 @@ class BackgroundSteps:
 
     def _refused(self, task: bg.BgTask, why: str) -> None:
         message = f"monitor: {why}; it is not tailed (a monitor: file must be a regular file)"
-        self.ports.log_for(task.spec).event(task.task_id, message, step=task.step, phase="background",
+        self.ports.log_for(task.spec).event(task.task_id, message, step=log_step_of(task.step), phase="background",
                                             event="monitor_refused", file=task.monitor)
-        self.ports.emit(f"⚠ STEP {task.step} [{task.task_id}]: {message}", force=True)
+        self.ports.emit(f"⚠ STEP {ident_of(task.step)} [{task.task_id}]: {message}", force=True)
 
     def _lines(self, task: bg.BgTask, lines: list[str]) -> None:
         log = self.ports.log_for(task.spec)
         for line in lines:
-            log.event(task.task_id, line, step=task.step, phase="background", event="monitor", file=task.monitor)
+            log.event(task.task_id, line, step=log_step_of(task.step), phase="background", event="monitor", file=task.monitor)
             hit = bg.alert_in(line, task.alerts)
             if hit:
-                log.event(task.task_id, f"ALERT '{hit}' in {task.monitor}: {line}", step=task.step,
+                log.event(task.task_id, f"ALERT '{hit}' in {task.monitor}: {line}", step=log_step_of(task.step),
                           phase="background", event="alert", pattern=hit, line=line)
-                self.ports.emit(f"⚠ ALERT STEP {task.step} [{task.task_id}]: '{hit}' in {task.monitor}: {line}",
+                self.ports.emit(f"⚠ ALERT STEP {ident_of(task.step)} [{task.task_id}]: '{hit}' in {task.monitor}: {line}",
                                 force=True)
             else:
-                self.ports.emit(f"[MONITOR] STEP {task.step}: {line}")
+                self.ports.emit(f"[MONITOR] STEP {ident_of(task.step)}: {line}")
 
     # ------------------------------------------------------------ settling
 
@@ -112,7 +118,7 @@ class BackgroundSteps:
         unmarked = self.ports.settings.no_mark  # --no-mark: the run's memory, not SPEC.md, says it is ours
         if not unmarked and (marker is None or marker.task_id != task.task_id or marker.status != STATUS_RUNNING):
             log.event(task.task_id, "background step finished; its marker was changed meanwhile, left as it is",
-                      step=task.step, phase="background", event="finished", state=state, exit_code=code)
+                      step=log_step_of(task.step), phase="background", event="finished", state=state, exit_code=code)
             return None
         if state != bg.EXITED:
             bg.kill_orphan(task)
@@ -127,10 +133,10 @@ class BackgroundSteps:
             if not (settings.no_mark or settings.dry_run):
                 mark(task.spec, task.step, status, task.task_id, now_iso(), "" if ok else _note(task, state, code))
         except MarkError as exc:
-            log.event(task.task_id, exc.one_line(), step=task.step, phase="mark", event="mark_failed")
-        message = (f"STEP {task.step} finished in the background: exit {code}" if state == bg.EXITED
-                   else f"STEP {task.step}: background process vanished (killed?)")
-        log.event(task.task_id, message + ("" if ok else " - FAILED"), step=task.step, phase="background",
+            log.event(task.task_id, exc.one_line(), step=log_step_of(task.step), phase="mark", event="mark_failed")
+        message = (f"STEP {ident_of(task.step)} finished in the background: exit {code}" if state == bg.EXITED
+                   else f"STEP {ident_of(task.step)}: background process vanished (killed?)")
+        log.event(task.task_id, message + ("" if ok else " - FAILED"), step=log_step_of(task.step), phase="background",
                   event="finished", state=state, exit_code=code, ok=ok, detail=detail)
         done = Finished(task, ok, message + (f"; {detail}" if detail else ""), props)
         self.finished.append(done)
@@ -155,18 +161,18 @@ class BackgroundSteps:
         if not checks:
             return True, ""
         settings = self.ports.settings
-        env = dotasks_env(task.task_id, task.step, task.spec, task.spec.parent)
+        env = dotasks_env(task.task_id, ident_of(task.step), task.spec, task.spec.parent)
         results = run_checks(checks, root=task.spec.parent, timeout=settings.post_timeout,
                              workers=settings.check_workers, env=env)
         log = self.ports.log_for(task.spec)
         for r in results:
-            log.event(task.task_id, f"{r.name}: {'ok' if r.ok else 'FAILED'}", step=task.step, phase="post",
+            log.event(task.task_id, f"{r.name}: {'ok' if r.ok else 'FAILED'}", step=log_step_of(task.step), phase="post",
                       event="check", check=r.name, ok=r.ok, seconds=round(r.seconds, 3), severity=r.severity,
                       detail=r.detail[-2000:])
             props[f"check.{r.name}"] = "ok" if r.ok else "failed"
         if collector.values:
             log.event(task.task_id, "metrics: " + ", ".join(f"{k}={v:g}" for k, v in collector.values.items()),
-                      step=task.step, phase="post", event="metrics", metrics=dict(collector.values))
+                      step=log_step_of(task.step), phase="post", event="metrics", metrics=dict(collector.values))
         props.update({f"metric.{k}": v for k, v in collector.values.items()})
         failed = [r for r in results if r.blocking]
         return (not failed), "; ".join(f"{r.name}: {r.detail.splitlines()[0] if r.detail else 'failed'}"
@@ -197,11 +203,11 @@ class BackgroundSteps:
         task = bg.find(spec, task_id)
         if task is not None:
             if bg.status(task)[0] == bg.RUNNING:
-                return f"STEP {number} is still running in the background (pid {task.pid}) [task_id: {task_id}]"
+                return f"STEP {ident_of(number)} is still running in the background (pid {task.pid}) [task_id: {task_id}]"
             return None
         alive = self.lost(spec, number, task_id) if task_id else None
         if alive is not None:
-            return (f"STEP {number} is still running in the background (pid {alive.pid}); its state under "
+            return (f"STEP {ident_of(number)} is still running in the background (pid {alive.pid}); its state under "
                     f".dotasks/ was lost [task_id: {task_id}]")
         return None
 
@@ -226,7 +232,7 @@ class BackgroundSteps:
                 break
             if limit is not None and time.monotonic() - started > limit:
                 return STATUS_RUNNING
-            self.ports.emit(f"[WAIT] STEP {dep} is still running in the background (pid {alive.pid}), its state "
+            self.ports.emit(f"[WAIT] STEP {ident_of(dep)} is still running in the background (pid {alive.pid}), its state "
                             "lost; waiting...")
             time.sleep(1.0)
             task = bg.find(spec, task_id)
@@ -246,12 +252,12 @@ class BackgroundSteps:
             if limit is not None and time.monotonic() - start > limit:
                 return STATUS_RUNNING
             if not announced:
-                self.ports.emit(f"[WAIT] STEP {dep} is still running in the background (pid {task.pid}); waiting...")
+                self.ports.emit(f"[WAIT] STEP {ident_of(dep)} is still running in the background (pid {task.pid}); waiting...")
                 announced = True
             now = time.monotonic()
             if heartbeat is not None and now - last_beat >= heartbeat:
                 last_beat = now
-                self.ports.emit(f"[WAIT] STEP {dep} still running in the background (pid {task.pid}), "
+                self.ports.emit(f"[WAIT] STEP {ident_of(dep)} still running in the background (pid {task.pid}), "
                                 f"{format_elapsed(now - start)} so far [{task.task_id}]", force=True)
             time.sleep(0.2)
 
@@ -305,15 +311,15 @@ def _settle_lost(ports: RunPorts, task: bg.BgTask, orphans: list[bg.Carrier]) ->
         what = f"its supervisor is gone and its body (pid {pids}) ran unsupervised: stopped it"
     verdict = ("marked failed (state lost); it runs afresh when next selected"
                if not (settings.no_mark or settings.dry_run) else "not marked (--no-mark / --dry-run)")
-    message = (f"STEP {task.step}: its background state {task.state} was deleted (rm -rf .dotasks? "
+    message = (f"STEP {ident_of(task.step)}: its background state {task.state} was deleted (rm -rf .dotasks? "
                f"git clean -X?) and {what}; {verdict}")
     log = ports.log_for(task.spec)
     try:
         if not (settings.no_mark or settings.dry_run):
             mark(task.spec, task.step, STATUS_FAILED, task.task_id, now_iso(), "(state lost)")
     except MarkError as exc:
-        log.event(task.task_id, exc.one_line(), step=task.step, phase="mark", event="mark_failed")
-    log.event(task.task_id, message, step=task.step, phase="background", event="state_lost", ok=False,
+        log.event(task.task_id, exc.one_line(), step=log_step_of(task.step), phase="mark", event="mark_failed")
+    log.event(task.task_id, message, step=log_step_of(task.step), phase="background", event="state_lost", ok=False,
               orphans=[c.pid for c in orphans])
     step = ports.plan_step(task.spec, task.step)[0]
     if step is not None:

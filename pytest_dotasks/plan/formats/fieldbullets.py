@@ -68,7 +68,7 @@ def field_of(blk: Block, path: Path, warnings: list[str], lines: list[str]) -> F
     return None
 
 
-def one_line(it: Block, f: Field, number: str, lines: list[str], path: Path) -> None:
+def one_line(it: Block, f: Field, ident: str, lines: list[str], path: Path) -> None:
     """A field's value is one line: text joined to the bullet is an error, never part of it.
 
     Markdown's lazy continuation makes the sentence under ``- run: rm -rf build``
@@ -81,7 +81,7 @@ def one_line(it: Block, f: Field, number: str, lines: list[str], path: Path) -> 
     shown = lines[nxt].strip(" \t")
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
     raise SpecError(
-        f"STEP {number} field '{f.key}:' continues onto line {nxt + 1} ({shown!r}); a field's value is one line",
+        f"STEP {ident} field '{f.key}:' continues onto line {nxt + 1} ({shown!r}); a field's value is one line",
         path=path, line=f.line,
         fix="put a blank line before the text under it (indented no deeper than the bullet), "
             "or write the whole value on one line",
