@@ -45,6 +45,9 @@ def may_start(item: Any, run: Any) -> None:
         skip_here(f"STEP {item.step.ident} already done{tid}; --redo runs it again")
     for dep in item.cfg.needs:
         outcome = run.outcomes.get((item.spec_path, dep))
+        elsewhere: str | None = None  # a background dependency's task id, from another worker
+        if outcome is None:
+            outcome, elsewhere = _from_other_worker(item, run, dep)
         if run.settings.dry_run and outcome is not None:
             continue  # a dry run checks every step's pre-flight, whatever its dependencies did
         if outcome in ("failed", "error"):
@@ -61,7 +64,7 @@ def may_start(item: Any, run: Any) -> None:
         dep_marker = read_marker(item.spec_path, dep)
         # A background dependency: started by this run (its memory; SPEC.md may be unmarked under
         # --no-mark), or marked running by an earlier one.
-        running = run.started_bg.get((item.spec_path, dep)) if outcome == "running" else None
+        running = (run.started_bg.get((item.spec_path, dep)) or elsewhere) if outcome == "running" else None
         if running is None and dep_marker is not None and dep_marker.status == STATUS_RUNNING:
             running = dep_marker.task_id or ""
         if running is not None and not run.settings.dry_run:
@@ -81,6 +84,28 @@ def may_start(item: Any, run: Any) -> None:
         fail_preflight(item, run, f"STEP {item.step.ident} needs STEP {ident_of(dep)}, which is not done and not selected",
                              f"run it first (--steps {ident_of(dep)},{item.step.ident}) or add it to the selection",
                              needs=dep)
+
+
+def _from_other_worker(item: Any, run: Any, dep: int) -> tuple[str | None, str | None]:
+    """Under ``-n N``: (outcome, task id) of a dependency that another worker runs in this run,
+    waited for if it has not finished yet (run/board.py); (None, None) when there is no board."""
+    board = run.workers.board_for(item.spec_path)
+    if board is None:
+        return None, None
+    found = board.get(dep)
+    if found is None and run.is_selected(item.spec_path, dep) and run.workers.comes_before(item.spec_path, dep,
+                                                                                    item.step.number):
+        from pytest_dotasks.run.board import Stuck
+
+        label = f"STEP {item.step.ident} waiting for STEP {ident_of(dep)} (another worker runs it)"
+        try:
+            with run.live.heartbeat(label, run.settings.heartbeat):
+                found = board.wait(dep)
+        except Stuck:
+            fail_preflight(item, run, f"STEP {item.step.ident} needs STEP {ident_of(dep)}, which no worker of this "
+                                      "run will run now (the run is stopping, or its worker crashed)",
+                           "run the plan again: the steps done so far keep their marks", needs=dep)
+    return found if found is not None else (None, None)
 
 
 def blocked(item: Any, run: Any, reason: str) -> NoReturn:

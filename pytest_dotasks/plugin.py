@@ -97,11 +97,13 @@ def pytest_configure(config: pytest.Config) -> None:
             config.args[:] = [str(specs[0])]
         elif str(specs[0]) not in config.args:
             config.args.append(str(specs[0]))
-    if not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") in ("load", "worksteal"):
-        # Steps of one dependency chain must stay on one worker, in order:
-        # workers tag each step with its chain (see _group_by_chain) and
-        # xdist's loadgroup scheduler keeps a tag on one worker.
+    if not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") in ("load", "worksteal", "loadgroup"):
+        # Steps of one chain must stay on one worker, in order: workers tag each step with its
+        # chain (see _group_by_chain) and xdist's loadgroup scheduler keeps a tag on one worker.
+        # Chains go out in file order (no reordering by size): a step waiting for another
+        # worker's step (run.board) then never waits for one queued behind it.
         config.option.dist = "loadgroup"
+        config.option.loadscopereorder = False
     run = DotasksRun(config, settings, specs)
     if not config.option.collectonly:  # a task log that cannot be written: a usage error before any step runs
         from pytest_dotasks.run.tasklog import probe
@@ -114,6 +116,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(exc.one_line()) from None
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(run, "dotasks-run")
+    config.pluginmanager.register(run.workers, "dotasks-workers")
     config.pluginmanager.register(_Defaults(), "dotasks-defaults")
     # By module name, not ``from pytest_dotasks import ...``: the package attribute
     # can hold a module from an earlier in-process run (pytester) whose classes
@@ -313,15 +316,18 @@ def _check_readiness(config: pytest.Config, run: Any) -> None:
 
 
 def _group_by_chain(run: Any, steps: list[Any]) -> None:
-    """Suffix each step's node id with its dependency chain, as xdist's loadgroup expects."""
-    from pytest_dotasks.plan.graph import components
+    """Suffix each step's node id with its chain (plan.graph.chains), as xdist's loadgroup expects."""
+    from pytest_dotasks.plan.graph import chains
+    from pytest_dotasks.plan.model import ident_of
 
     groups: dict[Path, dict[int, int]] = {}
     for it in steps:
         if it.spec_path not in groups:
-            groups[it.spec_path] = components({n: c.needs for n, c in run.configs[it.spec_path].items()})
+            cfgs = run.configs[it.spec_path]
+            groups[it.spec_path] = chains({n: c.needs for n, c in cfgs.items()},
+                                          [s.number for s in run.parsed[it.spec_path].steps])
         root = groups[it.spec_path][it.step.number]
-        _set_nodeid(it, f"{it.nodeid}@dotasks-{it.spec_path.stem}-chain{root}")
+        _set_nodeid(it, f"{it.nodeid}@dotasks-{it.spec_path.stem}-chain{ident_of(root)}")
 
 
 def _set_nodeid(item: pytest.Item, nodeid: str) -> None:

@@ -23,6 +23,7 @@ from pytest_dotasks.run.settle import BackgroundSteps, RunPorts
 from pytest_dotasks.run.tasklog import TaskLog, secret_values
 from pytest_dotasks.settings import Settings
 from pytest_dotasks.terminal import LiveOutput
+from pytest_dotasks.workers import Outcomes, Workers
 
 
 class DotasksRun:
@@ -33,12 +34,14 @@ class DotasksRun:
         self.parsed: dict[Path, Spec] = {}
         self.configs: dict[Path, dict[int, StepConfig]] = {}
         self.selected: dict[Path, set[int]] = {}
-        self.outcomes: dict[tuple[Path, int], str] = {}  # this process: passed/failed/skipped/dry
         self.records: list[Record] = []
         self._logs: dict[Path, TaskLog] = {}
         self.is_worker = hasattr(config, "workerinput")
         self._setup_seconds: dict[str, float] = {}
         self.started_bg: dict[tuple[Path, int], str] = {}  # (plan, step) -> task id of a background body this process started
+        self.workers = Workers(config, specs, self.parsed, self.state_dir)  # steps on other xdist workers (workers.py)
+        # passed/failed/skipped/blocked/dry/running in this process, and on the run's board
+        self.outcomes: dict[tuple[Path, int], str] = Outcomes(self.workers, self.started_bg)
         self.readiness_checked = False
         self.readiness_problems: str | None = None  # --dry-run: reported, not raised
         self.live = LiveOutput(config)

@@ -54,6 +54,18 @@ def _status(item: StepItem, report: pytest.TestReport) -> tuple[str | None, str]
     return None, ""
 
 
+def _settle_unstarted(item: StepItem, report: pytest.TestReport) -> None:
+    """Under ``-n N``, a step that ends before it has a task id (a skip mark, an error in its
+    set-up) still gets an outcome on the run's board: a step on another worker may wait for it."""
+    key = (item.spec_path, item.step.number)
+    if key in item.run.outcomes or item.run.workers.board_for(item.spec_path) is None:
+        return
+    if report.failed:
+        item.run.outcomes[key] = "failed"
+    elif report.when == "teardown" or report.skipped:
+        item.run.outcomes[key] = "skipped"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -65,6 +77,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         # pytest renders setup errors without repr_failure; ours are a few plain lines.
         report.longrepr = item.repr_failure(call.excinfo)
     if item.task_id is None:
+        _settle_unstarted(item, report)
         return report
     status, outcome = _status(item, report)
     if status is None:

@@ -1,0 +1,133 @@
+"""Steps on other xdist workers: the run's board (``run/board.py``) as a pytest run sees it.
+
+Under ``-n N`` a plan's chains go to different workers (``plugin._group_by_chain``), and a
+step may need one that another worker runs. The controller turns the board on for each
+worker when chains go out in file order; a worker puts every outcome it settles on the
+board (:class:`Outcomes`), lists itself while its loop runs, and a step waits there for a
+need of another chain (``gate.may_start``); the controller puts "failed" for a step whose
+worker crashed, and removes the board when the run ends. Registered as a plugin next to
+``session.DotasksRun``, only when a plan runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_dotasks.plan.model import Spec
+
+if TYPE_CHECKING:
+    from pytest_dotasks.run.board import Board
+
+
+class Workers:
+    def __init__(self, config: pytest.Config, specs: list[Path], parsed: dict[Path, Spec],
+                 state_dir: Callable[[Path], Path]) -> None:
+        self.config = config
+        self.specs = specs
+        self.parsed = parsed  # the run's parsed plans (filled as they are collected)
+        self.state_dir = state_dir
+        self.is_worker = hasattr(config, "workerinput")
+        self.run_id: str | None = None  # xdist's id of the run: the controller learns it per node
+        if self.is_worker and self.config.workerinput.get("dotasks_board"):  # type: ignore[attr-defined]
+            self.run_id = str(self.config.workerinput["testrunuid"])  # type: ignore[attr-defined]
+        self._boards: dict[Path, Board] = {}
+        self._positions: dict[Path, dict[int, int]] = {}
+
+    def board_for(self, spec_path: Path) -> Board | None:
+        """The plan's board in this run; None outside xdist's loadgroup (one process, or reordered)."""
+        if self.run_id is None:
+            return None
+        if spec_path not in self._boards:
+            from pytest_dotasks.run.board import Board
+
+            worker = str(getattr(self.config, "workerinput", {}).get("workerid", "controller"))
+            self._boards[spec_path] = Board(self.state_dir(spec_path), self.run_id, spec_path.name, worker)
+        return self._boards[spec_path]
+
+    def comes_before(self, spec_path: Path, first: int, second: int) -> bool:
+        """``first`` is earlier than ``second`` in the plan's file order."""
+        if spec_path not in self._positions:
+            spec = self.parsed.get(spec_path)
+            self._positions[spec_path] = {s.number: i for i, s in enumerate(spec.steps)} if spec else {}
+        pos = self._positions[spec_path]
+        return first in pos and second in pos and pos[first] < pos[second]
+
+    def _boards_of_run(self) -> list[Board]:
+        return [b for b in map(self.board_for, self.specs) if b is not None]
+
+    # ------------------------------------------------------------ hooks
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Controller, per worker: the board is on when chains go out in file order."""
+        if self.config.option.dist != "loadgroup" or getattr(self.config.option, "loadscopereorder", True):
+            return
+        node.workerinput["dotasks_board"] = True
+        self.run_id = str(node.workerinput["testrunuid"])
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.is_worker:
+            for board in self._boards_of_run():
+                board.register()  # before any step is handed out
+            return
+        from pytest_dotasks.run.board import remove_old_runs
+
+        for spec in self.specs:
+            remove_old_runs(self.state_dir(spec))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        try:
+            return (yield)
+        finally:
+            if self.is_worker:
+                for board in self._boards_of_run():
+                    board.leave()  # runs no more steps: nobody may wait for this worker
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker or self.run_id is None or not report.failed:
+            return
+        # A worker that crashed mid-step wrote no outcome: the steps waiting for it learn it here.
+        found = self._step_of_nodeid(report.nodeid)
+        board = self.board_for(found[0]) if found else None
+        if found and board is not None:
+            board.put_if_absent(found[1], "failed")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.is_worker:
+            for board in self._boards_of_run():
+                board.remove()
+
+    def _step_of_nodeid(self, nodeid: str) -> tuple[Path, int] | None:
+        """(plan, step) a node id names, as the controller sees it (it collects nothing itself)."""
+        path, _, rest = nodeid.partition("::")
+        name = rest.split("@", 1)[0]
+        for spec_path, spec in self.parsed.items():
+            try:
+                rel = spec_path.relative_to(self.config.rootpath).as_posix()
+            except ValueError:
+                rel = spec_path.as_posix()
+            if rel == path:
+                for step in spec.steps:
+                    if step.name == name:
+                        return spec_path, step.number
+        return None
+
+
+class Outcomes(dict[tuple[Path, int], str]):
+    """``run.outcomes``: a step's outcome in this process, also put on the run's board (if any)."""
+
+    def __init__(self, workers: Workers, started_bg: dict[tuple[Path, int], str]) -> None:
+        super().__init__()
+        self._workers = workers
+        self._started_bg = started_bg
+
+    def __setitem__(self, key: tuple[Path, int], outcome: str) -> None:
+        super().__setitem__(key, outcome)
+        board = self._workers.board_for(key[0])
+        if board is not None:
+            board.put(key[1], outcome, self._started_bg.get(key))

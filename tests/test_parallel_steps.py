@@ -1,0 +1,144 @@
+"""Steps that can run at once run on different xdist workers, and wait for each other there.
+
+A Spec Kit plan's ``[P]`` tasks (and STEP chains that need nothing of each other) go to
+different workers; a step that needs a step of another worker waits for its outcome on the
+run's board (run/board.py). The parallel tasks prove they ran at the same time by meeting:
+each one waits for the other's file, so run one after the other they fail (hang guard 30 s).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+MEET = ("touch {me}.started; for i in $(seq 300); do [ -e {other}.started ] && break; sleep 0.1; done; "
+        "[ -e {other}.started ] && echo {me} >> done.txt")
+
+SPECKIT = f"""\
+# Tasks: meeting
+
+## Phase 1: Setup
+
+- [ ] T001 Create the project
+  - run: echo T001 >> done.txt
+
+## Phase 2: Parallel work
+
+- [ ] T002 [P] [US1] First half in a.py
+  - run: {MEET.format(me="a", other="b")}
+- [ ] T003 [P] [US1] Second half in b.py
+  - run: {MEET.format(me="b", other="a")}
+- [ ] T004 Join both halves
+  - run: {{join}}
+"""
+
+JOIN_OK = "grep -qx a done.txt && grep -qx b done.txt && echo T004 >> done.txt"
+
+
+def entries(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def plan(pytester: pytest.Pytester, join: str = JOIN_OK) -> Path:
+    folder = pytester.path / "specs" / "001-meet"
+    folder.mkdir(parents=True)
+    path = folder / "tasks.md"
+    path.write_text(SPECKIT.replace("{join}", join))
+    return path
+
+
+def test_parallel_tasks_run_on_two_workers_at_once_and_the_join_waits(pytester: pytest.Pytester) -> None:
+    path = plan(pytester)
+    res = pytester.runpytest_subprocess("--spec", str(path), "-n", "2", "-p", "no:cacheprovider", timeout=120)
+    res.assert_outcomes(passed=4)
+    done = (path.parent / "done.txt").read_text().split()
+    assert done[0] == "T001" and sorted(done[1:3]) == ["a", "b"] and done[3] == "T004"
+    log = entries(path.parent / ".task_execution.log")
+    workers = {e["step"]: e["worker"] for e in log if e.get("event") == "start"}
+    assert workers["T002"] != workers["T003"]
+    text = path.read_text()
+    assert text.count("- [X] T00") == 4
+    assert not list((path.parent / ".dotasks" / "runs").iterdir())  # the run's board is gone
+
+
+def test_a_failed_parallel_task_blocks_the_join_on_another_worker(pytester: pytest.Pytester) -> None:
+    path = plan(pytester)
+    text = path.read_text().replace(MEET.format(me="b", other="a"), "touch b.started; exit 7")
+    path.write_text(text)
+    res = pytester.runpytest_subprocess("--spec", str(path), "-n", "2", "-rs", "-p", "no:cacheprovider",
+                                        timeout=120)
+    # T002 meets a partner that started and failed; T004 needs both.
+    res.assert_outcomes(passed=2, failed=1, skipped=1)
+    res.stdout.fnmatch_lines(["*STEP T003 failed in this run; STEP T004 needs it*"])
+    assert "- [ ] T004" in path.read_text()
+
+
+def test_without_xdist_the_same_plan_runs_in_file_order(pytester: pytest.Pytester) -> None:
+    path = plan(pytester, join="echo T004 >> done.txt")
+    text = path.read_text()
+    for me in "ab":  # no partner to meet in one process
+        other = "b" if me == "a" else "a"
+        text = text.replace(MEET.format(me=me, other=other), f"echo {me} >> done.txt")
+    path.write_text(text)
+    res = pytester.runpytest_subprocess("--spec", str(path), "-p", "no:cacheprovider", timeout=120)
+    res.assert_outcomes(passed=4)
+    assert (path.parent / "done.txt").read_text().split() == ["T001", "a", "b", "T004"]
+    assert not (path.parent / ".dotasks" / "runs").exists() or not list((path.parent / ".dotasks" / "runs").iterdir())
+
+
+STOPPED = """\
+- [ ] **STEP 1**: Fails at once
+  - needs: none
+  - run: exit 1
+- [ ] **STEP 2**: Slow enough for STEP 1 to stop the run
+  - needs: none
+  - run: sleep 2
+- [ ] **STEP 3**: Never runs: its worker stopped after STEP 1
+  - needs: none
+  - run: echo three > three.txt
+- [ ] **STEP 4**: Needs STEP 2 and STEP 3
+  - needs: 2, 3
+  - run: echo four > four.txt
+"""
+
+
+def test_waiting_for_a_step_no_worker_will_run_ends_instead_of_hanging(pytester: pytest.Pytester) -> None:
+    # -x: gw0 stops after STEP 1 fails and never runs STEP 3 (its chain was queued behind
+    # STEP 1); gw1 runs STEP 2, then STEP 4 waits for STEP 3. Without the stuck check this
+    # waits forever (the hang guard below fails the test).
+    spec = pytester.makefile(".md", SPEC=STOPPED)
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "-x", "-p", "no:cacheprovider",
+                                        timeout=120)
+    out = res.stdout.str()
+    assert "STEP 4 needs STEP 3, which no worker of this run will run now" in out
+    assert not (pytester.path / "four.txt").exists()
+    text = spec.read_text()
+    assert "✓" not in text.splitlines()[9]  # STEP 4's header is not marked done
+
+
+def test_many_independent_chains_spread_and_keep_their_order(pytester: pytest.Pytester) -> None:
+    # A line of steps gains nothing from another worker: it stays on one, in order.
+    lines = []
+    for c in range(3):
+        for k in range(4):
+            n = c * 4 + k + 1
+            lines.append(f"- [ ] **STEP {n}**: chain {c} step {k}")
+            if k == 0:
+                lines.append("  - needs: none")
+            lines.append(f"  - run: echo $DOTASKS_STEP >> order-{c}.txt")
+    lines += ["- [ ] **STEP 13**: After every chain", "  - needs: 4, 8, 12",
+              "  - run: cat order-0.txt order-1.txt order-2.txt > all.txt"]
+    pytester.makefile(".md", SPEC="\n".join(lines) + "\n")
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "3", "-p", "no:cacheprovider", timeout=120)
+    res.assert_outcomes(passed=13)
+    for c in range(3):
+        assert (pytester.path / f"order-{c}.txt").read_text().split() == [str(c * 4 + k + 1) for k in range(4)]
+    assert len((pytester.path / "all.txt").read_text().split()) == 12
+    log = entries(pytester.path / ".task_execution.log")
+    by_step = {e["step"]: e["worker"] for e in log if e.get("event") == "start"}
+    for c in range(3):
+        assert len({by_step[c * 4 + k + 1] for k in range(4)}) == 1
