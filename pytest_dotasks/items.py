@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import warnings
@@ -62,11 +63,16 @@ class SpecFile(pytest.File):
                                        str(problem.path), problem.line)
         run.add_spec(spec, cfgs)
         timeout_plugin = self.config.pluginmanager.hasplugin("timeout")
+        kinds: dict[str, pytest.MarkDecorator] = {}  # one decorator per kind (and one strict-markers check)
+        phases: dict[str, str] = {}
         for step in spec.steps:
             cfg = cfgs[step.number]
             item = StepItem.from_parent(self, name=step.name, step=step, cfg=cfg)
             if cfg.kind:
-                item.add_marker(cfg.kind)
+                mark = kinds.get(cfg.kind)
+                if mark is None:
+                    mark = kinds[cfg.kind] = getattr(pytest.mark, cfg.kind)
+                item.add_marker(mark)
             if cfg.timeout and timeout_plugin:
                 item.add_marker(pytest.mark.timeout(cfg.timeout))
             item.extra_keyword_matches.add(exact_keyword(step.name))
@@ -75,7 +81,10 @@ class SpecFile(pytest.File):
                 item.add_marker(label)
                 item.extra_keyword_matches.add(label)
             if step.phase:
-                item.extra_keyword_matches.add(_slug(step.phase))
+                slug = phases.get(step.phase)
+                if slug is None:
+                    slug = phases[step.phase] = _slug(step.phase)
+                item.extra_keyword_matches.add(slug)
                 item.extra_keyword_matches.add(step.phase)
             yield item
 
@@ -93,7 +102,7 @@ class StepItem(pytest.Item):
         # Fixture support for a non-Python item, as pytest-markdown-docs does:
         # autouse and usefixtures fixtures (and dotasks_step & co.) work for steps.
         self.funcargs: dict[str, Any] = {}
-        self._fixtureinfo = self.session._fixturemanager.getfixtureinfo(node=self, func=None, cls=None)
+        self._fixtureinfo = _fixture_info(self)
         self.fixturenames = self._fixtureinfo.names_closure
 
     @property
@@ -300,6 +309,25 @@ class StepItem(pytest.Item):
         if isinstance(exc, DotasksError):
             return exc.render() + grep
         return None
+
+
+def _fixture_info(item: StepItem) -> Any:
+    """The item's fixture closure, worked out once per plan file.
+
+    A step item has no function, no parametrization and, when it is made, no marker
+    of its own (kind and label markers are added after), so what pytest finds for it
+    (autouse fixtures, usefixtures marks, their closure) depends on its file's node
+    chain only: the same for every step of the file. Each item gets its own copies.
+    """
+    parent = item.parent
+    shared = getattr(parent, "_dotasks_fixtureinfo", None)
+    if shared is None or item.own_markers:
+        info = item.session._fixturemanager.getfixtureinfo(node=item, func=None, cls=None)
+        if parent is not None and not item.own_markers:
+            parent._dotasks_fixtureinfo = info  # type: ignore[attr-defined]
+        shared = info
+    return dataclasses.replace(shared, names_closure=list(shared.names_closure),
+                               name2fixturedefs=dict(shared.name2fixturedefs))
 
 
 def claim_step(item: StepItem, run: DotasksRun) -> str:

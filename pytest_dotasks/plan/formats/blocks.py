@@ -3,7 +3,10 @@
 A real markdown parser (markdown-it-py) decides what is a list item, a
 heading, a code fence, an HTML comment or a block quote, so steps shown as
 examples inside those are never run. We only use its block structure and
-line maps; the text we keep is the raw source, byte for byte.
+line maps; the text we keep is the raw source, byte for byte. A plain plan
+(headings, "-" lists, paragraphs) is read by ``fastblocks`` instead, which
+replays markdown-it's rules for that subset: the same ``Read``, several times
+faster, and markdown-it is then not even imported.
 """
 
 from __future__ import annotations
@@ -13,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from pytest_dotasks.errors import SpecError
+from pytest_dotasks.plan.formats.structure import (  # noqa: F401 (public here, as they always were)
+    PROSE,
+    SHADOW,
+    UNREAD,
+    Block,
+    Read,
+)
 
 _BOM = "\ufeff"
 
@@ -34,6 +44,7 @@ def markdown() -> Any:
 
 
 _MD: dict[str, Any] = {}
+_REPLAYED = markdown  # the parser formats.fastblocks replays (commonmark, block rules, MAX_NESTING)
 
 
 def read_text(path: Path) -> str:
@@ -65,33 +76,8 @@ def split_lines(text: str) -> list[str]:
     return re.split(r"\r\n|\r|\n", text)
 
 
-class Block:
-    """A list item or heading with its source line range (0-based, end exclusive)."""
-
-    __slots__ = ("bullet", "depth", "end", "inline", "kind", "level", "parent", "quoted", "start")
-
-    def __init__(self, kind: str, start: int, end: int, level: int, depth: int, quoted: bool,
-                 parent: Block | None = None, bullet: bool = False) -> None:
-        self.kind, self.start, self.end, self.level = kind, start, end, level
-        self.depth, self.quoted = depth, quoted
-        self.parent = parent  # enclosing list item, if any
-        self.bullet = bullet  # a "-", "*" or "+" item (not "1." / "1)")
-        self.inline = ""
-
-
-# What markdown-it made of each source line (``Read.lines``).
-UNREAD, PROSE, SHADOW = 0, 1, 2  # not reached by the parser; ordinary blocks; code, HTML, quotes
 _LEAVES = ("paragraph_open", "heading_open", "hr")
 _SHADOWS = ("fence", "code_block", "html_block")
-
-
-class Read:
-    """The blocks of a document and what each source line was read as."""
-
-    __slots__ = ("blocks", "lines")
-
-    def __init__(self, blocks: list[Block], lines: bytearray) -> None:
-        self.blocks, self.lines = blocks, lines
 
 
 def parse_tokens(text: str, path: Path | None = None) -> list[Any]:
@@ -110,6 +96,12 @@ def blocks(text: str, path: Path | None = None, n_lines: int = 0) -> Read:
     ordinary text, as code/HTML/quote (never a step), or not at all (it stops
     reading past its nesting limit).
     """
+    if markdown is _REPLAYED:  # the fast path replays this parser; one set in its place is used as is
+        from pytest_dotasks.plan.formats.fastblocks import fast_read  # late: only a plan's parse needs it
+
+        fast = fast_read(text, n_lines)  # the common layout, without markdown-it (same result)
+        if fast is not None:
+            return fast
     tokens = parse_tokens(text, path)
     out: list[Block] = []
     seen = bytearray(n_lines)
