@@ -233,3 +233,18 @@ def pytest_collection_modifyitems(items):
     res = pytester.runpytest("--spec", "SPEC.md", "--no-mark", "-p", "no:cacheprovider")
     res.assert_outcomes(passed=3)
     assert (pytester.path / "seen.txt").read_text().split("\n")[:3] == ["step1 h", "step2 h", "step3 h"]
+
+
+def test_markdown_it_is_imported_only_when_the_fast_path_steps_aside(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from pytest_dotasks.plan.specmd import parse_file; "
+            "parse_file(Path(sys.argv[1])); print('markdown_it' in sys.modules)")
+    plain = tmp_path / "plain.md"
+    plain.write_text("# Plan\n\n- [ ] **STEP 1**: a\n  - run: true\n")
+    fenced = tmp_path / "fenced.md"
+    fenced.write_text("# Plan\n\n```\n- [ ] **STEP 9**: example\n```\n\n- [ ] **STEP 1**: a\n  - run: true\n")
+    seen = [subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).parents[2]).stdout.strip() for p in (plain, fenced)]
+    assert seen == ["False", "True"]
