@@ -118,7 +118,7 @@ def _write_step(tr: Any, r: Record, log: str) -> None:
             line += f"  ${cost:.4f}"
     if r.outcome in ("failed", "error") and r.phase:
         line += f"  (failed in {r.phase})"
-    elif r.outcome == "skipped" and r.message:
+    elif r.outcome in ("skipped", "failed") and r.message:  # failed without a phase: its worker crashed
         line += f"  ({r.message})"
     elif r.outcome == "passed" and r.properties.get("verified") == "false":
         line += f"  ({UNVERIFIED})"

@@ -164,6 +164,9 @@ class DotasksRun:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
         if "dotasks_step" not in props:
+            crashed = self.workers.crashed(report)  # an xdist worker died under a step
+            if crashed is not None:
+                self.records.append(crashed)
             return
         self.late.observe(report)
         if props.get(LATE):

@@ -5,7 +5,7 @@ step may need one that another worker runs. The controller turns the board on fo
 worker when chains go out in file order; a worker puts every outcome it settles on the
 board (:class:`Outcomes`), lists itself while its loop runs, and a step waits there for a
 need of another chain (``gate.may_start``); the controller puts "failed" for a step whose
-worker crashed, and removes the board when the run ends. Registered as a plugin next to
+worker crashed (and a line in the summary), and removes the board when the run ends. Registered as a plugin next to
 ``session.DotasksRun``, only when a plan runs.
 """
 
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_dotasks.plan.model import Spec
+from pytest_dotasks.report import Record
 
 if TYPE_CHECKING:
     from pytest_dotasks.run.board import Board
@@ -69,6 +70,15 @@ class Workers:
         node.workerinput["dotasks_board"] = True
         self.run_id = str(node.workerinput["testrunuid"])
 
+    @pytest.hookimpl(optionalhook=True, tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        """Controller: loadgroup without xdist 3.8's hangs after a crashed worker (scheduling.py)."""
+        if config.getvalue("dist") != "loadgroup":
+            return None
+        from pytest_dotasks.scheduling import ChainScheduling
+
+        return ChainScheduling(config, log)
+
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.is_worker:
             for board in self._boards_of_run():
@@ -88,19 +98,28 @@ class Workers:
                 for board in self._boards_of_run():
                     board.leave()  # runs no more steps: nobody may wait for this worker
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.is_worker or self.run_id is None or not report.failed:
-            return
-        # A worker that crashed mid-step wrote no outcome: the steps waiting for it learn it here.
-        found = self._step_of_nodeid(report.nodeid)
-        board = self.board_for(found[0]) if found else None
-        if found and board is not None:
-            board.put_if_absent(found[1], "failed")
-
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.is_worker:
             for board in self._boards_of_run():
                 board.remove()
+
+    def crashed(self, report: pytest.TestReport) -> Record | None:
+        """Controller: the summary's record of a step whose worker died under it (xdist's own
+        report, which carries none of the step's properties), and "failed" on the board for
+        the steps that wait for it on other workers."""
+        if self.is_worker or not report.failed or any(k == "dotasks_step" for k, _ in report.user_properties):
+            return None
+        found = self._step_of_nodeid(report.nodeid)
+        if found is None:
+            return None
+        board = self.board_for(found[0])
+        if board is not None:
+            board.put_if_absent(found[1], "failed")
+        step = self.parsed[found[0]].by_number()[found[1]]
+        text = str(report.longrepr or "").strip()
+        why = text.splitlines()[0] if text else "its worker crashed"
+        return Record(spec=str(found[0]), step=step.number, title=step.title, outcome="failed", phase=None,
+                      message=f"{why}; no marker was written, the next run runs it again")
 
     def _step_of_nodeid(self, nodeid: str) -> tuple[Path, int] | None:
         """(plan, step) a node id names, as the controller sees it (it collects nothing itself)."""

@@ -142,3 +142,75 @@ def test_many_independent_chains_spread_and_keep_their_order(pytester: pytest.Py
     by_step = {e["step"]: e["worker"] for e in log if e.get("event") == "start"}
     for c in range(3):
         assert len({by_step[c * 4 + k + 1] for k in range(4)}) == 1
+
+
+def test_a_background_step_on_one_worker_is_awaited_by_a_step_on_another(pytester: pytest.Pytester) -> None:
+    # STEP 1 trains in the background on one worker; STEP 3 needs it and STEP 2 (two needs:
+    # its own chain), so it may be on the other worker: it learns STEP 1's task id from the
+    # board and waits for the background outcome, as in one process.
+    spec = pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Train in the background
+  - needs: none
+  - run: sleep 1; echo weights > model.bin
+  - background: yes
+  - outputs: model.bin
+- [ ] **STEP 2**: Something else meanwhile
+  - needs: none
+  - run: echo other > other.txt
+- [ ] **STEP 3**: Evaluate
+  - needs: 1, 2
+  - run: test -s model.bin && echo evaluated > eval.txt
+""")
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "--wait-background",
+                                        "-p", "no:cacheprovider", timeout=120)
+    res.assert_outcomes(passed=3)
+    assert (pytester.path / "eval.txt").read_text().strip() == "evaluated"
+    header = next(x for x in spec.read_text().splitlines() if "**STEP 3**" in x)
+    assert "✓ [task_id: task_3_" in header
+
+
+def test_a_worker_killed_mid_step_fails_it_for_the_steps_waiting_on_other_workers(pytester: pytest.Pytester) -> None:
+    # STEP 1 kills its own worker (kill -9 of the process running it). xdist reports the
+    # crash; the controller puts STEP 1 on the board as failed, and STEP 3 (waiting on the
+    # other worker) is blocked with the reason instead of waiting for an outcome that no
+    # worker will ever write.
+    pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Kills its worker
+  - needs: none
+  - run: sleep 1; kill -9 $PPID
+- [ ] **STEP 2**: Something else meanwhile
+  - needs: none
+  - run: echo other > other.txt
+- [ ] **STEP 3**: Needs both
+  - needs: 1, 2
+  - run: echo three > three.txt
+""")
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "-rs", "-p", "no:cacheprovider",
+                                        timeout=120)
+    res.assert_outcomes(failed=1, passed=1, skipped=1)  # STEP 1 is not run a second time
+    out = res.stdout.str()
+    assert "SPEC.md: 1 done, 1 failed, 1 skipped" in out
+    crash = "*✗ STEP 1: Kills its worker  (worker 'gw*' crashed while running *; no marker was written, the next run*"
+    res.stdout.fnmatch_lines([crash])
+    assert "STEP 1 failed in this run; STEP 3 needs it" in out
+    assert not (pytester.path / "three.txt").exists()
+    assert "- [ ] **STEP 1**" in (pytester.path / "SPEC.md").read_text()
+
+
+def test_after_a_crash_the_replacement_worker_runs_the_rest(pytester: pytest.Pytester) -> None:
+    # pytest-xdist 3.8's loadgroup hangs here (#1323, #1327): the replacement worker gets one
+    # step and waits for a second one forever. scheduling.ChainScheduling tells it to finish.
+    pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Kills its worker
+  - needs: none
+  - run: kill -9 $PPID
+- [ ] **STEP 2**: Independent
+  - needs: none
+  - run: echo two > two.txt
+- [ ] **STEP 3**: Independent too
+  - needs: none
+  - run: echo three > three.txt
+""")
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "1", "-p", "no:cacheprovider", timeout=120)
+    res.assert_outcomes(failed=1, passed=2)
+    assert (pytester.path / "two.txt").exists() and (pytester.path / "three.txt").exists()
