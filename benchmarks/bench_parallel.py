@@ -13,7 +13,12 @@
    header lines keyed by the file's text; a mark by another worker changes the
    text, so the next mark (and the next step's setup) parses the plan again.
 
-Run: ``python benchmarks/bench_parallel.py`` (about 60 s here).
+4. A Spec Kit plan: a setup task, four ``[P]`` tasks of ``sleep 3`` and a task after them
+   (13 s of sleeping; 4 s at best, with the four ``[P]`` tasks on four workers): the ``[P]``
+   tasks are chains of their own, and the last task waits for all four on the run's board.
+   Each xdist worker is a whole pytest process: on 2 cores, starting four costs seconds.
+
+Run: ``python benchmarks/bench_parallel.py`` (about 90 s here).
 """
 
 from __future__ import annotations
@@ -154,6 +159,54 @@ def xdist_marking(d: Path, n: int = 300) -> None:
           "on -n 2 (the parses column: a full markdown parse after another worker's mark shows up there)")
 
 
+SPECKIT_PLAN = """\
+# Tasks: parallel
+
+## Phase 1: Setup
+
+- [ ] T001 Set up
+  - run: sleep 0.5
+
+## Phase 2: Four at once
+
+- [ ] T002 [P] Part a
+  - run: sleep 3
+- [ ] T003 [P] Part b
+  - run: sleep 3
+- [ ] T004 [P] Part c
+  - run: sleep 3
+- [ ] T005 [P] Part d
+  - run: sleep 3
+- [ ] T006 Join
+  - run: sleep 0.5
+"""
+
+
+def speckit_parallel(d: Path) -> None:
+    header("4. Spec Kit [P] tasks: setup 0.5 s, four [P] tasks of 3 s, join 0.5 s (13 s in one process)")
+    folder = d / "specs" / "001-par"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tasks.md").write_text(SPECKIT_PLAN)
+    rows = []
+    base = None
+    for label, extra in (("no xdist", []), ("-n 2", ["-n", "2"]), ("-n 4", ["-n", "4"])):
+        walls = []
+        workers: set[int] = set()
+        for _ in range(REPEATS):
+            log = folder / ".task_execution.log"
+            log.unlink(missing_ok=True)
+            t, res = run(pytest_cmd("--spec", str(folder / "tasks.md"), "-q", "--no-mark", *extra), d)
+            assert "6 passed" in res.stdout, res.stdout[-800:]
+            walls.append(t)
+            events = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+            workers.add(len({e.get("worker") for e in events if e.get("event") == "start"
+                             and e.get("step") in ("T002", "T003", "T004", "T005")}))
+        wall = statistics.median(walls)
+        base = base or wall
+        rows.append([label, f"{wall:.2f} s", f"{base / wall:.2f}x", ",".join(map(str, sorted(workers)))])
+    table(rows, ["run", "wall", "speed-up vs no xdist", "workers the [P] tasks ran on"])
+
+
 def main() -> None:
     print("bench_parallel:", machine())
     with workdir() as d:
@@ -161,6 +214,7 @@ def main() -> None:
         preflight(d)
         xdist(d)
         xdist_marking(d)
+        speckit_parallel(d)
 
 
 if __name__ == "__main__":
