@@ -48,6 +48,10 @@ class SpecFile(pytest.File):
             spec, cfgs = parse_with_configs(text, self.path)  # fields and the needs graph validated
         except SpecError as exc:
             raise self.CollectError(exc.one_line()) from None
+        if not spec.steps:  # a named plan: a file with no step (or an empty one) is said, never "no tests ran"
+            from pytest_dotasks.plan.formats.diagnose import no_step_at_all
+
+            raise self.CollectError(no_step_at_all(text, self.path, spec.fmt).one_line())
         # The marker needs the header lines of this very text: no second parse.
         seed_cache(text, spec.header_lines())
         for w in spec.warnings:

@@ -52,25 +52,40 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
-def _cli_and_ini(config: pytest.Config) -> tuple[dict[str, Any], dict[str, Any]]:
+def _cli_and_ini(config: pytest.Config) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """Command-line and ini values by option name, and the first ini value pytest refused, as one line.
+
+    pytest converts ``bool`` ini values itself (``dotasks_redo = maybe``: "invalid truth value
+    'maybe'", a ValueError in pytest 8, a UsageError naming nothing in pytest 9): that error is
+    kept here, with the option's name and the values it takes, and raised only when a plan runs.
+    """
     cli = {o.name: config.getoption(o.dest, None) for o in OPTIONS}
     ini: dict[str, Any] = {}
+    bad: str | None = None
     for o in OPTIONS:
         try:
             ini[o.name] = config.getini(o.ini)
-        except ValueError:
+        except (ValueError, TypeError, pytest.UsageError) as exc:
             ini[o.name] = None
-    return cli, ini
+            if bad is None:
+                where = f" in {config.inipath.name}" if config.inipath else ""
+                allowed = ("write true or false (also yes/no, on/off, 1/0)" if o.action == "store_true"
+                           else "see pytest --help")
+                bad = f"invalid value for ini option {o.ini}{where}: {str(exc).strip()}; {allowed}"
+    return cli, ini, bad
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for kind, text in _KINDS_HELP.items():
         config.addinivalue_line("markers", f"{kind}: pytest-dotasks step kind: {text}")
-    cli, ini = _cli_and_ini(config)
-    wants_spec = cli.get("spec") or ini.get("spec") or any(
+    cli, ini, bad_ini = _cli_and_ini(config)
+    # `--spec ""` (an unset shell variable) names a plan too: resolve() refuses the empty path.
+    wants_spec = cli.get("spec") is not None or ini.get("spec") or any(
         a.split("::", 1)[0].endswith(".md") for a in config.args)
     if not wants_spec:
         return  # plain pytest: nothing more is loaded
+    if bad_ini is not None:
+        raise pytest.UsageError(bad_ini)
     from pytest_dotasks.errors import DotasksError
     from pytest_dotasks.session import DotasksRun, spec_paths_from
     from pytest_dotasks.settings import resolve

@@ -98,11 +98,17 @@ class DotasksRun:
         return number in self.selected.get(spec_path, set())
 
     def log_for(self, spec_path: Path) -> TaskLog:
+        """The plan's task log. A relative ``--task-log`` is relative to where pytest was run (as
+        pytest's own paths); a relative ``dotasks_task_log`` to the ini file's folder (as
+        ``dotasks_spec`` and ``dotasks_cassettes``), so it does not move with the current directory."""
         if spec_path not in self._logs:
             if self.settings.task_log:
                 path = Path(self.settings.task_log)
                 if not path.is_absolute():
-                    path = Path(self.config.invocation_params.dir) / path
+                    base = Path(self.config.invocation_params.dir)
+                    if self.settings.sources.get("task_log", "").startswith("ini") and self.config.inipath:
+                        base = self.config.inipath.parent
+                    path = base / path
             else:
                 path = spec_path.parent / ".task_execution.log"
             self._logs[spec_path] = TaskLog(path, secret_values())

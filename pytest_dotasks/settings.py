@@ -135,7 +135,8 @@ OPTIONS: tuple[Option, ...] = (
            action="store_true"),
     Option("dry_run", "--dry-run", "Run pre-flight and show each body; run no body, mark nothing. Default: off.",
            default=False, action="store_true"),
-    Option("task_log", "--task-log", "Task log file (default: .task_execution.log beside SPEC.md).",
+    Option("task_log", "--task-log", "Task log file, relative to the current directory, or to the ini file's "
+           "folder in the ini. Default: .task_execution.log beside SPEC.md.",
            convert=_path, metavar="PATH"),
     Option("preflight_timeout", "--preflight-timeout", "How long each pre-flight check may take, a duration: 90s, 2m, 1h. Default: 30s.",
            default=30.0, convert=_duration, metavar="DUR"),

@@ -62,14 +62,10 @@ def _ident(steps: tuple[Step, ...], number: object) -> object:
 
 
 def _no_steps(spec_path: Path) -> SpecError:
-    """A file with no checkbox at all (the parsers report one with checkboxes but no step)."""
+    """A file with no step at all: the same line a pytest run gives (diagnose.no_step_at_all)."""
     from pytest_dotasks.plan.formats.detect import detect
-    from pytest_dotasks.plan.formats.diagnose import FORMAT_NAMES, STEP_LINES
+    from pytest_dotasks.plan.formats.diagnose import no_step_at_all
+    from pytest_dotasks.plan.specmd import read_text
 
-    fmt = detect("", spec_path)
-    others = {"specmd": "SPEC.md: '- [ ] **STEP 8**: Title'", "speckit": "Spec Kit: '- [ ] T001 Title'",
-              "kiro": "Kiro: '- [ ] 1.1 Title'"}
-    also = "; ".join(v for k, v in others.items() if k != fmt)
-    return SpecError(f"no step in this file (read as {FORMAT_NAMES[fmt]}; formats tried: "
-                     f"{', '.join(FORMAT_NAMES.values())})", path=spec_path,
-                     fix=f"a step line looks like {STEP_LINES[fmt]} ({also}); is this the plan file?")
+    text = read_text(spec_path)
+    return no_step_at_all(text, spec_path, detect(text, spec_path))

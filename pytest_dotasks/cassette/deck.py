@@ -22,6 +22,7 @@ from pytest_dotasks.cassette import store
 from pytest_dotasks.cassette.proxy import Proxy
 from pytest_dotasks.cassette.store import CassetteError, Header
 from pytest_dotasks.cassette.tape import RECORD, REPLAY, Tape
+from pytest_dotasks.plan.model import ident_of
 
 DEFAULT_UPSTREAM = "https://api.anthropic.com"
 PLACEHOLDER_KEY = "sk-ant-dotasks-replay-needs-no-key"  # never sent anywhere: the proxy answers replays itself
@@ -45,15 +46,23 @@ class StepTape:
 
 def header_problem(recorded: Header, wanted: Header) -> str | None:
     """Why a cassette is not this step's (another plan, another step, another backend), or None."""
-    if recorded.step != wanted.step or " ".join(recorded.title.split()) != " ".join(wanted.title.split()):
-        return (f"was recorded for STEP {recorded.step} \"{recorded.title}\" of {recorded.plan}, not for "
-                f"STEP {wanted.step} \"{wanted.title}\" of {wanted.plan}: it belongs to another plan or step")
+    step, want = _ident(recorded.step), _ident(wanted.step)
+    if step != want or " ".join(recorded.title.split()) != " ".join(wanted.title.split()):
+        return (f"was recorded for STEP {step} \"{recorded.title}\" of {recorded.plan}, not for "
+                f"STEP {want} \"{wanted.title}\" of {wanted.plan}: it belongs to another plan or step")
     if recorded.plan != wanted.plan:
         return f"was recorded for {recorded.plan}, not {wanted.plan}: it belongs to another plan"
     if recorded.backend != wanted.backend:
         return (f"was recorded with --agent-backend {recorded.backend}; this run uses {wanted.backend}: "
                 f"replay with --agent-backend {recorded.backend}")
     return None
+
+
+def _ident(step: str) -> str:
+    """A header's step as users name it: a lettered step's internal number (``number_of("2A")``, which a
+    header may hold, e.g. one written by hand or by an older version) becomes its id again."""
+    internal = step.isascii() and step.isdigit() and step[0] != "0" and 10 <= len(step) < 40  # >= 10**9
+    return ident_of(int(step)) if internal else step
 
 
 def with_loopback(value: str | None) -> str:

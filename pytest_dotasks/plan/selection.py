@@ -29,7 +29,11 @@ _FIX = "write e.g. --steps 8, --steps 1-5, --steps 1-5,8, --steps 2A,T001, --ste
 _IDENT = re.compile(r"^(?:step\s*)?(\d{1,18}[A-Za-z]|T-?\d{1,9}(?:-\d{1,9})?|\d{1,9}(?:\.\d{1,9}){1,8}(?:-\d{1,9})?)$",
                     re.IGNORECASE | re.ASCII)
 # A range of Spec Kit ids, "T001-T005": every task whose number is in it (a repeated T003-2 too).
-_ID_RANGE = re.compile(r"^T-?(\d{1,9})\s*-\s*T-?(\d{1,9})$", re.IGNORECASE | re.ASCII)
+# The end may leave out its T when it is written with a leading zero ("T001-003"): a repeated
+# task's id ("T003-2", plan.model) never has one, so that reading is the only one.
+_ID_RANGE = re.compile(r"^T-?(\d{1,9})\s*-\s*(?:T-?(\d{1,9})|(0\d{0,8}))$", re.IGNORECASE | re.ASCII)
+# "T001-3": the id of T001's third copy, or the range T001-T003? The plan decides (unknown_message).
+_REPEAT_OR_RANGE = re.compile(r"^(T-?)(\d{1,9})-([1-9]\d{0,8})$", re.IGNORECASE | re.ASCII)
 _SPECKIT_ID = re.compile(r"^T-?(\d{1,9})(?:-\d{1,9})?$", re.IGNORECASE | re.ASCII)
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2212"  # what editors put for "-": hyphens, dashes, minus
 
@@ -85,7 +89,7 @@ def _merged(pairs: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
 
 
 def parse_steps(text: str | None) -> Selection:
-    """``8``, ``1-5``, ``1-5,8``, ``2A``, ``T001-T005``, ``all``, ``continue``. Raises SettingsError.
+    """``8``, ``1-5``, ``1-5,8``, ``2A``, ``T001-T005`` (or ``T001-005``), ``all``, ``continue``. Raises SettingsError.
 
     Every error is one line naming the whole value, the part that is wrong and the
     value to write instead (``--steps 1,,2: an empty item between commas; write --steps 1,2``).
@@ -104,17 +108,18 @@ def parse_steps(text: str | None) -> Selection:
         if part.lower() in ("all", "continue"):
             raise _error(value, f"'{part.lower()}' cannot be combined with other steps",
                          f"write --steps {part.lower()} alone, or only step numbers")
+        r = _ID_RANGE.match(part)
+        if r is not None:
+            end = r.group(2) or r.group(3)
+            lo, hi = int(r.group(1)), int(end)
+            if hi < lo:
+                raise _error(value, f"the range {part!r} runs backwards",
+                             "write --steps " + _replaced(parts, part, f"{part[:1]}{end}-{part[:1]}{r.group(1)}"))
+            id_pairs.append((lo, hi))
+            continue
         ident = _IDENT.match(part)
         if ident is not None and _PART.match(part) is None:
             idents.add(ident.group(1).lower())
-            continue
-        r = _ID_RANGE.match(part)
-        if r is not None:
-            lo, hi = int(r.group(1)), int(r.group(2))
-            if hi < lo:
-                raise _error(value, f"the range {part!r} runs backwards",
-                             "write --steps " + _replaced(parts, part, f"{part[:1]}{r.group(2)}-{part[:1]}{r.group(1)}"))
-            id_pairs.append((lo, hi))
             continue
         m = _PART.match(part)
         if m is None:
@@ -225,11 +230,24 @@ def unknown(selection: Selection, plans: Iterable[Iterable[Step]]) -> list[str]:
 
 
 def unknown_message(parts: list[str], plans: Iterable[Iterable[Step]]) -> SettingsError:
+    """``--steps`` names steps no plan has: the plan's steps, and what to write instead.
+
+    ``T001-3`` names T001's third copy (a repeated id); when the plan has none, the fix is
+    the range it likely meant, written in full: ``T001-T003``.
+    """
     ids = [s.ident for plan in plans for s in plan]
     shown = ", ".join(ids[:12]) + (f", ... ({len(ids)} in all)" if len(ids) > 12 else "")
     which = ", ".join(parts)
+    fix = "name steps the plan has, e.g. --steps " + (ids[0] if ids else "1")
+    for part in parts:
+        m = _REPEAT_OR_RANGE.match(part)
+        if m is not None and int(m.group(3)) >= int(m.group(2)):
+            t, lo, hi = m.group(1).upper(), m.group(2), m.group(3).zfill(len(m.group(2)))
+            fix = (f"for {t}{lo} to {t}{hi}, write {t}{lo}-{t}{hi} in --steps ({part} is the id of a repeated "
+                   f"{t}{lo}, which this plan does not have)")
+            break
     return SettingsError(f"--steps {_clip(which)}: no such step in the plan (its steps: {shown or 'none'})",
-                         fix="name steps the plan has, e.g. --steps " + (ids[0] if ids else "1"))
+                         fix=fix)
 
 
 def _clip(text: str | None, width: int = 40) -> str:

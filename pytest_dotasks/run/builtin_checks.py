@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_dotasks.plan.fields import Command, OutputSpec, StepConfig, Threshold
+from pytest_dotasks.plan.model import ident_of
 from pytest_dotasks.run.checks import ADVISORY, CRITICAL, Check, CheckContext, CheckResult
 from pytest_dotasks.run.process import run_shell, tail
 
@@ -88,14 +89,17 @@ def input_check(pattern: str, producer: int | None = None, planned: bool = False
     missing file is expected and passes with a note.
     """
     label = f"{pattern} exists"
+    # The producer as users name it: STEP 2A, T001, never a lettered id's internal number.
+    shown = ident_of(producer) if producer is not None else None
+    logged = producer if shown == str(producer) else shown  # the log's step fields: a number for STEP N
 
     def fn(ctx: CheckContext) -> CheckResult:
         found = _matches(ctx.root, pattern)
         if found:
             return CheckResult(label, True, f"{len(found)} match(es)" if len(found) > 1 else str(found[0].name))
         if planned and producer is not None:  # data: shown in the terminal too, not only the log
-            return CheckResult(label, True, f"will be made by STEP {producer}", data={"made_by_step": producer})
-        who = f" (an output of STEP {producer})" if producer is not None else ""
+            return CheckResult(label, True, f"will be made by STEP {shown}", data={"made_by_step": logged})
+        who = f" (an output of STEP {shown})" if producer is not None else ""
         return CheckResult(label, False, f"{pattern}{who} not found in {ctx.root}")
 
     return Check(label, fn, severity=severity)

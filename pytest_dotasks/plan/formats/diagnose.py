@@ -2,7 +2,8 @@
 
 A cheap line scan, compared with what a parser collected: a line that looks like a
 step but is none gets a warning naming its line, and a plan with checkboxes but no
-step at all is a collection error saying what was seen and what a step looks like.
+step at all is a collection error saying what was seen and what a step looks like;
+so is a named plan with no checkbox at all, or an empty one (``no_step_at_all``).
 Lines in code blocks, fences, HTML comments and block quotes are examples, never steps.
 """
 
@@ -98,6 +99,34 @@ def no_steps(lines: list[str], read: Read, path: Path, fmt: str) -> None:
         path=path, line=boxes[0] + 1,
         fix=f"write a step as {STEP_LINES[fmt]}, or choose the format with --plan-format",
     )
+
+
+_EXAMPLES = {"specmd": "SPEC.md: '- [ ] **STEP 8**: Title'", "speckit": "Spec Kit: '- [ ] T001 Title'",
+             "kiro": "Kiro: '- [ ] 1.1 Title'"}
+_FIRST_STEP = {"specmd": "'- [ ] **STEP 1**: Title'", "speckit": "'- [ ] T001 Title' under '## Phase 1: Setup'",
+               "kiro": "'- [ ] 1. Task' with a sub-task '  - [ ] 1.1 Sub-task'"}
+
+
+def no_step_at_all(text: str, path: Path, fmt: str) -> SpecError:
+    """The error for a plan file named on purpose (``--spec``, ``pytest FILE.md``, the ini,
+    ``pytest-dotasks status``) in which no parser found a step: never a silent "no tests ran".
+
+    ``no_steps`` above reports a file with checkboxes but no step (pointing at the first
+    checkbox); this is the rest: a file with no checkbox at all, a README or ``/etc/passwd``
+    named by mistake. It says which formats were tried and what a step line looks like.
+
+    An empty plan (0 bytes, blank lines, or only headings: a new project's plan before its
+    first step) is the same error, worded for it: there is nothing to run either, and
+    passing it quietly would also hide a plan path that points at the wrong file.
+    """
+    tried = f"read as {FORMAT_NAMES[fmt]}; formats tried: {', '.join(FORMAT_NAMES.values())}"
+    also = "; ".join(v for k, v in _EXAMPLES.items() if k != fmt)
+    lines = (line.strip().lstrip("\ufeff").strip() for line in text.splitlines())
+    if all(not line or line.startswith("#") for line in lines):
+        return SpecError(f"no step in this file yet: it is empty or holds only headings ({tried})", path=path,
+                         fix=f"add a first step such as {_FIRST_STEP[fmt]} ({also}), or name the plan file")
+    return SpecError(f"no step in this file ({tried})", path=path,
+                     fix=f"a step line looks like {STEP_LINES[fmt]} ({also}); is this the plan file?")
 
 
 def clip(text: str, width: int = 50) -> str:
