@@ -6,6 +6,7 @@ A value is one line; a misspelt field gets a warning naming the field it resembl
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from pathlib import Path
 
@@ -32,9 +33,15 @@ def _clean_value(key: str, value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=64)
+def _key_at(key: str) -> re.Pattern[str]:
+    """Where ``key:`` starts a field on a source line (compiled once per key: fields are a few names)."""
+    return re.compile(rf"(?<![\w-]){re.escape(key)}[ \t]*:")
+
+
 def _raw_value(key: str, raw: str, parsed: str) -> str:
     """The value as the source line has it (markdown-it turns NUL into U+FFFD)."""
-    m = re.search(rf"(?<![\w-]){re.escape(key)}[ \t]*:", raw)
+    m = _key_at(key).search(raw)
     return raw[m.end():] if m else parsed
 
 

@@ -17,8 +17,7 @@ import re
 from pathlib import Path
 
 from pytest_dotasks.plan.formats.blocks import split_lines
-from pytest_dotasks.plan.formats.diagnose import no_steps, unread_steps
-from pytest_dotasks.plan.formats.tasks import scan
+from pytest_dotasks.plan.formats.tasks import read_tasks
 from pytest_dotasks.plan.model import STATUS_DONE, Spec, Step, number_of
 
 _REQS = re.compile(r"_Requirements?:[ \t]*([^_\n]+)_", re.IGNORECASE)
@@ -28,12 +27,7 @@ MAX_PASTE = 2000  # characters of one requirement's text in a prompt
 
 
 def parse_kiro(text: str, path: Path) -> Spec:
-    sc = scan(text, path, "kiro")
-    tasks = sc.tasks
-    collected = [(t.blk.start, t.blk.end, f"task {t.ident}") for t in tasks]
-    warnings = sc.warnings + unread_steps(sc.lines, sc.read, collected, path, "kiro")
-    if not tasks:
-        no_steps(sc.lines, sc.read, path, "kiro")
+    tasks, warnings = read_tasks(text, path, "kiro")
     folder = path.parent
     listed = tuple((name, str(folder / name)) for name in ("requirements.md", "design.md") if (folder / name).exists())
     reqs = _requirements(folder / "requirements.md")

@@ -21,8 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pytest_dotasks.plan.formats.diagnose import no_steps, unread_steps
-from pytest_dotasks.plan.formats.tasks import Task, scan
+from pytest_dotasks.plan.formats.tasks import Task, read_tasks
 from pytest_dotasks.plan.model import Spec, Step, number_of
 
 _TAG = re.compile(r"^\[(?P<tag>[A-Za-z][\w.-]{0,30})\][ \t]*")
@@ -31,12 +30,7 @@ CONTEXT_FILES = ("spec.md", "plan.md", "data-model.md", "research.md", "contract
 
 
 def parse_speckit(text: str, path: Path) -> Spec:
-    sc = scan(text, path, "speckit")
-    tasks = sc.tasks
-    collected = [(t.blk.start, t.blk.end, f"task {t.ident}") for t in tasks]
-    warnings = sc.warnings + unread_steps(sc.lines, sc.read, collected, path, "speckit")
-    if not tasks:
-        no_steps(sc.lines, sc.read, path, "speckit")
+    tasks, warnings = read_tasks(text, path, "speckit")
     context = context_of(path)
     steps: list[Step] = []
     needs = _default_needs(tasks)

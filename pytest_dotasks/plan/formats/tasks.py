@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from pytest_dotasks.plan.formats.blocks import Block, Read, blocks, body, split_lines, strip_bom, trim_end
+from pytest_dotasks.plan.formats.diagnose import no_steps, unread_steps
 from pytest_dotasks.plan.formats.fieldbullets import field_of, one_line
 from pytest_dotasks.plan.header import Header, parse_header
 from pytest_dotasks.plan.model import Field, number_of
@@ -92,6 +93,16 @@ def scan(text: str, path: Path, fmt: str) -> Scan:
             skip.update(range(cb.start, cb.end))
         t.description = body(lines, t.blk.start + 1, trim_end(lines, t.blk.start, t.blk.end), skip)
     return Scan(lines, read, tasks, warnings, phases)
+
+
+def read_tasks(text: str, path: Path, fmt: str) -> tuple[list[Task], list[str]]:
+    """A ``tasks.md``'s tasks and warnings (every step line left unread named); none at all is an error."""
+    sc = scan(text, path, fmt)
+    collected = [(t.blk.start, t.blk.end, f"task {t.ident}") for t in sc.tasks]
+    warnings = sc.warnings + unread_steps(sc.lines, sc.read, collected, path, fmt)
+    if not sc.tasks:
+        no_steps(sc.lines, sc.read, path, fmt)
+    return sc.tasks, warnings
 
 
 def task_header_lines(text: str, fmt: str) -> dict[int, int]:
