@@ -93,13 +93,16 @@ def unquote(value: str) -> str:
     return value
 
 
-def _split_flow(inner: str) -> list[str]:
-    """``a, "b, c", Bash(x:*, y)`` -> items, commas inside quotes or parentheses kept."""
+def _split_commas(text: str, quotes: str = "") -> list[str]:
+    """``text`` cut at its commas outside parentheses (and outside ``quotes`` characters' quotes).
+
+    The pieces as written, unstripped, empty ones included.
+    """
     items, cur, depth, quote = [], "", 0, ""
-    for ch in inner:
+    for ch in text:
         if quote:
             quote = "" if ch == quote else quote
-        elif ch in "'\"":
+        elif ch in quotes:
             quote = ch
         elif ch == "(":
             depth += 1
@@ -111,7 +114,12 @@ def _split_flow(inner: str) -> list[str]:
             continue
         cur += ch
     items.append(cur)
-    return [unquote(i.strip()) for i in items if i.strip()]
+    return items
+
+
+def _split_flow(inner: str) -> list[str]:
+    """``a, "b, c", Bash(x:*, y)`` -> items, commas inside quotes or parentheses kept."""
+    return [unquote(i.strip()) for i in _split_commas(inner, "'\"") if i.strip()]
 
 
 def _scalar(key: str, value: str, path: Path, line: int, yaml_problem: str) -> Any:
@@ -230,19 +238,7 @@ def split_names(value: Any, *, path: Path | None = None, key: str = "tools", lin
     if value is None or value == "":
         return ()
     if isinstance(value, str):
-        parts, depth, cur = [], 0, ""
-        for ch in value:
-            if ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth = max(0, depth - 1)
-            if ch == "," and depth == 0:
-                parts.append(cur)
-                cur = ""
-            else:
-                cur += ch
-        parts.append(cur)
-        return tuple(p.strip() for p in parts if p.strip())
+        return tuple(p.strip() for p in _split_commas(value) if p.strip())
     if isinstance(value, (list, tuple)):
         out: list[str] = []
         for item in value:

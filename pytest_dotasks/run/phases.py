@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from pytest_dotasks.errors import BodyFailed, PostFailed, PreflightFailed
+from pytest_dotasks.errors import BodyFailed, PostFailed, PreflightFailed, StepFailure
 from pytest_dotasks.plan.fields import StepConfig
 from pytest_dotasks.plan.model import Step
 from pytest_dotasks.run import builtin_checks as bc
@@ -144,6 +144,14 @@ class StepRunner:
         self.results[phase] = results
         return results
 
+    def _raise_blocking(self, results: list[CheckResult], error: type[StepFailure], phase: str) -> None:
+        """Raise ``error`` naming the blocking failures among ``results``, if there are any."""
+        failed = [r for r in results if r.blocking]
+        if failed:
+            names = ", ".join(r.name for r in failed)
+            raise error(f"STEP {self.ctx.step.ident} {phase} failed: {names} [{self.ctx.task_id}]",
+                        detail=self._failure_text(failed))
+
     @staticmethod
     def _failure_text(failed: list[CheckResult]) -> str:
         out = []
@@ -198,13 +206,7 @@ class StepRunner:
             results = self._run_phase("preflight", self.preflight_checks(), self.ctx.settings.preflight_timeout)
         finally:
             self.seconds["preflight"] = time.monotonic() - t0
-        failed = [r for r in results if r.blocking]
-        if failed:
-            names = ", ".join(r.name for r in failed)
-            raise PreflightFailed(
-                f"STEP {self.ctx.step.ident} pre-flight failed: {names} [{self.ctx.task_id}]",
-                detail=self._failure_text(failed),
-            )
+        self._raise_blocking(results, PreflightFailed, "pre-flight")
 
     def post(self) -> None:
         t0 = time.monotonic()
@@ -227,13 +229,7 @@ class StepRunner:
             self.metrics.update(found)
             self.ctx.log_event("post", "metrics", "metrics: " + ", ".join(f"{k}={v:g}" for k, v in found.items()),
                                metrics=found)
-        failed = [r for r in results if r.blocking]
-        if failed:
-            names = ", ".join(r.name for r in failed)
-            raise PostFailed(
-                f"STEP {self.ctx.step.ident} post-validation failed: {names} [{self.ctx.task_id}]",
-                detail=self._failure_text(failed),
-            )
+        self._raise_blocking(results, PostFailed, "post-validation")
 
     # ------------------------------------------------------------ body
 
