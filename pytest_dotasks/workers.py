@@ -69,6 +69,15 @@ class Workers:
             return
         node.workerinput["dotasks_board"] = True
         self.run_id = str(node.workerinput["testrunuid"])
+        for board in self._boards_of_run():
+            board.expect(str(node.workerinput["workerid"]))  # until it registers itself
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """Controller: a worker that is down (or died booting) keeps nobody waiting."""
+        if self.run_id is not None and not self.is_worker:
+            for board in self._boards_of_run():
+                board.gone(str(node.workerinput["workerid"]))
 
     @pytest.hookimpl(optionalhook=True, tryfirst=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:

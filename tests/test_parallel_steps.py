@@ -214,3 +214,59 @@ def test_after_a_crash_the_replacement_worker_runs_the_rest(pytester: pytest.Pyt
     res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "1", "-p", "no:cacheprovider", timeout=120)
     res.assert_outcomes(failed=1, passed=2)
     assert (pytester.path / "two.txt").exists() and (pytester.path / "three.txt").exists()
+
+
+# Chains [1] (or [1, 2]) and [3] go to one worker, [2] (or [4]) and the next one to the other,
+# the rest to whichever asks first. STEP 1 kills its worker while STEP 5 waits on the other
+# worker for a step the dead worker had queued. xdist 3.8 (and our first scheduler) put the dead worker's unfinished chains back
+# on the queue and handed them to the live worker, behind the waiting STEP 5: a wait for a
+# step queued behind it, which ended as "stuck" (a pre-flight error and a ✗ Failed marker).
+# The replacement worker takes them over instead, as if it were the worker that died.
+CRASH_BEHIND_A_WAIT = """\
+- [ ] **STEP 1**: Kills its worker
+  - needs: none
+  - run: sleep 2; kill -9 $PPID
+- [ ] **STEP 2**: {two}
+  - needs: {two_needs}
+  - run: echo two > two.txt
+- [ ] **STEP 3**: Queued behind STEP 1 on its worker
+  - needs: none
+  - run: echo three > three.txt
+- [ ] **STEP 4**: Quick
+  - needs: none
+  - run: echo four > four.txt
+- [ ] **STEP 5**: Needs {needs}
+  - needs: {needs}
+  - run: echo five > five.txt
+- [ ] **STEP 6**: Slow
+  - needs: none
+  - run: sleep 3
+- [ ] **STEP 7**: Slow
+  - needs: none
+  - run: sleep 3
+"""
+
+
+def test_a_chain_left_by_a_crashed_worker_is_not_queued_behind_a_step_waiting_for_it(
+        pytester: pytest.Pytester) -> None:
+    spec = pytester.makefile(".md", SPEC=CRASH_BEHIND_A_WAIT.format(needs="3, 4", two="Independent",
+                                                                              two_needs="none"))
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "-rs", "-p", "no:cacheprovider",
+                                        timeout=120)
+    res.assert_outcomes(failed=1, passed=6)
+    assert "no worker of this run will run now" not in res.stdout.str()
+    assert (pytester.path / "five.txt").exists()
+    header = next(x for x in spec.read_text().splitlines() if "**STEP 5**" in x)
+    assert "✓ [task_id: task_5_" in header
+
+
+def test_the_rest_of_a_crashed_chain_blocks_a_step_waiting_on_another_worker(pytester: pytest.Pytester) -> None:
+    spec = pytester.makefile(".md", SPEC=CRASH_BEHIND_A_WAIT.format(needs="2, 4", two="Same chain as STEP 1",
+                                                                              two_needs="1"))
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "-rs", "-p", "no:cacheprovider",
+                                        timeout=120)
+    res.assert_outcomes(failed=1, passed=4, skipped=2)
+    res.stdout.fnmatch_lines(["*STEP 2 did not run; STEP 5 needs it*"])
+    assert "no worker of this run will run now" not in res.stdout.str()
+    header = next(x for x in spec.read_text().splitlines() if "**STEP 5**" in x)
+    assert "task_id" not in header

@@ -67,6 +67,18 @@ class Board:
         """This worker takes part in the run (before any step is handed out)."""
         _write(self.run_root / "workers" / f"{self.worker}.json", _me())
 
+    def expect(self, worker: str) -> None:
+        """Controller: a worker is starting (a replacement for a crashed one, say). Until it
+        registers itself, the controller stands in for it: nobody is stuck while it boots."""
+        _write(self.run_root / "workers" / f"{worker}.json", _me())
+
+    def gone(self, worker: str) -> None:
+        """Controller: a worker is down (finished or crashed): it runs no more steps."""
+        try:
+            (self.run_root / "workers" / f"{worker}.json").unlink()
+        except OSError:
+            pass
+
     def leave(self) -> None:
         """This worker runs no more steps (its loop ended: all done, or ``-x`` stopped it)."""
         try:

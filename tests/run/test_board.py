@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -97,6 +98,25 @@ def test_a_dead_workers_registration_does_not_count(tmp_path: Path) -> None:
     assert gone.returncode == 0
     with pytest.raises(Stuck):
         me.wait(1, stuck_after=0.3)
+
+
+def test_a_worker_still_starting_keeps_the_wait_going_until_it_is_down(tmp_path: Path) -> None:
+    # A replacement for a crashed worker boots for seconds: the controller stands in for it
+    # (expect) until it registers, and takes it off when xdist reports it down (gone).
+    me = board(tmp_path, "gw0")
+    me.register()
+    controller = board(tmp_path, "controller")
+    controller.expect("gw2")
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(me.wait(1, stuck_after=0.3)))
+    waiter.start()
+    time.sleep(1.0)  # more than stuck_after: without the stand-in this wait is over
+    board(tmp_path, "gw2").put(1, "passed")
+    waiter.join(timeout=60)
+    assert got == [("passed", None)]
+    controller.gone("gw2")
+    with pytest.raises(Stuck):
+        me.wait(2, stuck_after=0.3)
 
 
 def test_remove_and_old_runs(tmp_path: Path) -> None:
