@@ -7,6 +7,8 @@ of ``items.py`` so the item stays small; skips point at the step's line in the p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import pytest
@@ -97,15 +99,57 @@ def _from_other_worker(item: Any, run: Any, dep: int) -> tuple[str | None, str |
                                                                                     item.step.number):
         from pytest_dotasks.run.board import Stuck
 
+        def check() -> None:  # another need failed meanwhile: blocked now, not after this one
+            if not run.settings.dry_run:
+                _blocked_by_a_failed_need(item, run, board)
+
         label = f"STEP {item.step.ident} waiting for STEP {ident_of(dep)} (another worker runs it)"
         try:
-            with run.live.heartbeat(label, run.settings.heartbeat):
-                found = board.wait(dep)
+            check()
+            with run.live.heartbeat(label, run.settings.heartbeat), _timer_paused(item):
+                found = board.wait(dep, check=check)
         except Stuck:
-            fail_preflight(item, run, f"STEP {item.step.ident} needs STEP {ident_of(dep)}, which no worker of this "
-                                      "run will run now (the run is stopping, or its worker crashed)",
-                           "run the plan again: the steps done so far keep their marks", needs=dep)
+            # The run stopped short (-x, --maxfail, too many crashed workers): this step did not
+            # fail, it did not run (no marker), as the steps one process never reaches.
+            blocked(item, run, f"STEP {item.step.ident} needs STEP {ident_of(dep)}, which no worker of this run "
+                               "will run now (the run is stopping); run the plan again for both")
     return found if found is not None else (None, None)
+
+
+def _blocked_by_a_failed_need(item: Any, run: Any, board: Any) -> None:
+    """Skip (blocked) when any need has failed or was blocked, here or on another worker."""
+    for dep in item.cfg.needs:
+        outcome = run.outcomes.get((item.spec_path, dep))
+        if outcome is None:
+            found = board.get(dep)
+            outcome = found[0] if found is not None else None
+        if outcome in ("failed", "error"):
+            blocked(item, run, f"STEP {ident_of(dep)} failed in this run; STEP {item.step.ident} needs it")
+        if outcome == "blocked":
+            blocked(item, run, f"STEP {ident_of(dep)} did not run; STEP {item.step.ident} needs it")
+
+
+@contextmanager
+def _timer_paused(item: Any) -> Iterator[None]:
+    """pytest-timeout's limit is the step's own: the time it waits for another worker's step
+    (time one process spends running that step, before this one starts) does not count. The
+    timer starts again, whole, when the wait ends."""
+    settings = None
+    if getattr(item, "cancel_timeout", None) is not None:
+        try:
+            from pytest_timeout import _get_item_settings  # type: ignore[import-untyped, unused-ignore]
+
+            settings = _get_item_settings(item)
+        except (ImportError, AttributeError, TypeError, ValueError):  # another pytest-timeout: its timer runs on
+            settings = None
+    if settings is None or settings.func_only or not settings.timeout:
+        yield
+        return
+    item.config.hook.pytest_timeout_cancel_timer(item=item)
+    try:
+        yield
+    finally:
+        item.config.hook.pytest_timeout_set_timer(item=item, settings=settings)
 
 
 def blocked(item: Any, run: Any, reason: str) -> NoReturn:

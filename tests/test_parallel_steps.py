@@ -116,8 +116,11 @@ def test_waiting_for_a_step_no_worker_will_run_ends_instead_of_hanging(pytester:
     out = res.stdout.str()
     assert "STEP 4 needs STEP 3, which no worker of this run will run now" in out
     assert not (pytester.path / "four.txt").exists()
+    # It did not fail, it did not run (as the steps one process never reaches after -x):
+    # a skip, no ✗ Failed marker, and not one more failure for -x/--maxfail to count.
+    res.assert_outcomes(failed=1, passed=1, skipped=1)
     text = spec.read_text()
-    assert "✓" not in text.splitlines()[9]  # STEP 4's header is not marked done
+    assert "task_id" not in text.splitlines()[9]  # STEP 4's header is not marked
 
 
 def test_many_independent_chains_spread_and_keep_their_order(pytester: pytest.Pytester) -> None:
@@ -270,3 +273,61 @@ def test_the_rest_of_a_crashed_chain_blocks_a_step_waiting_on_another_worker(pyt
     assert "no worker of this run will run now" not in res.stdout.str()
     header = next(x for x in spec.read_text().splitlines() if "**STEP 5**" in x)
     assert "task_id" not in header
+
+
+WAIT_UNDER_TIMEOUT = """\
+- [ ] **STEP 1**: Quick
+  - needs: none
+  - run: echo one > one.txt
+- [ ] **STEP 2**: Slower than --timeout, with a timeout of its own
+  - needs: none
+  - run: sleep 5; echo two > two.txt
+  - timeout: 60s
+- [ ] **STEP 3**: Waits for STEP 2 on the other worker, then takes no time
+  - needs: 1, 2
+  - run: echo three > three.txt
+"""
+
+
+@pytest.mark.parametrize("method", ["signal", "thread"])
+def test_time_spent_waiting_for_another_worker_is_not_the_steps_timeout(pytester: pytest.Pytester,
+                                                                        method: str) -> None:
+    # In one process STEP 3 starts after STEP 2 and passes under --timeout 3; under -n 2 it
+    # waited for STEP 2 inside its own limit: "timed out in main" (signal) or a killed worker
+    # (thread). pytest-timeout's timer is paused while a step waits on the board.
+    pytester.makefile(".md", SPEC=WAIT_UNDER_TIMEOUT)
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "--timeout", "3", "--timeout-method",
+                                        method, "-p", "no:cacheprovider", timeout=120)
+    res.assert_outcomes(passed=3)
+    assert (pytester.path / "three.txt").exists()
+
+
+def test_a_failed_need_ends_the_wait_for_another_need_at_once(pytester: pytest.Pytester) -> None:
+    # STEP 5 needs STEP 1 (long, other worker) and STEP 2 (fails at once). It used to wait for
+    # STEP 1 first, holding its worker; now it is blocked as soon as STEP 2 has failed, and its
+    # worker goes on to STEP 6, which STEP 1 waits for (so STEP 1 passes only if it does).
+    pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Long, and passes only if STEP 6 runs meanwhile
+  - needs: none
+  - run: for i in $(seq 300); do [ -e six.txt ] && break; sleep 0.1; done; test -e six.txt
+- [ ] **STEP 2**: Fails at once
+  - needs: none
+  - run: exit 1
+- [ ] **STEP 3**: Filler
+  - needs: none
+  - run: echo three > three.txt
+- [ ] **STEP 4**: Filler
+  - needs: none
+  - run: echo four > four.txt
+- [ ] **STEP 5**: Needs STEP 1 and STEP 2
+  - needs: 1, 2
+  - run: echo five > five.txt
+- [ ] **STEP 6**: Independent
+  - needs: none
+  - run: echo six > six.txt
+""")
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "-rs", "-p", "no:cacheprovider",
+                                        timeout=120)
+    res.assert_outcomes(passed=4, failed=1, skipped=1)
+    res.stdout.fnmatch_lines(["*STEP 2 failed in this run; STEP 5 needs it*"])
+    assert not (pytester.path / "five.txt").exists()

@@ -87,9 +87,11 @@ class Board:
             pass
 
     def wait(self, number: int, *, poll: float = 0.05, max_poll: float = 0.5,
-             stuck_after: float = STUCK_AFTER, now: Callable[[], float] = time.monotonic) -> tuple[str, str | None]:
+             stuck_after: float = STUCK_AFTER, now: Callable[[], float] = time.monotonic,
+             check: Callable[[], None] = lambda: None) -> tuple[str, str | None]:
         """The outcome of ``number`` once another worker settles it; :class:`Stuck` when every
-        live worker of the run has been waiting for ``stuck_after`` seconds."""
+        live worker of the run has been waiting for ``stuck_after`` seconds. ``check`` runs at
+        every look and may end the wait by raising (another need of the step failed, say)."""
         found = self.get(number)
         if found is not None:
             return found
@@ -100,6 +102,7 @@ class Board:
                 found = self.get(number)
                 if found is not None:
                     return found
+                check()
                 if self._everyone_waits():
                     stuck_since = now() if stuck_since is None else stuck_since
                     if now() - stuck_since >= stuck_after:
