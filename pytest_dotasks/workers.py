@@ -70,7 +70,13 @@ class Workers:
         node.workerinput["dotasks_board"] = True
         self.run_id = str(node.workerinput["testrunuid"])
         for board in self._boards_of_run():
-            board.expect(str(node.workerinput["workerid"]))  # until it registers itself
+            try:
+                board.expect(str(node.workerinput["workerid"]))  # until it registers itself
+            except OSError as exc:
+                raise pytest.UsageError(
+                    f"pytest-dotasks: -n needs the run's board in {board.run_root.parent}, which cannot be "
+                    f"written ({exc.strerror or exc}); make .dotasks beside the plan writable, or run without -n"
+                ) from None
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

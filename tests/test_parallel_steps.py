@@ -331,3 +331,14 @@ def test_a_failed_need_ends_the_wait_for_another_need_at_once(pytester: pytest.P
     res.assert_outcomes(passed=4, failed=1, skipped=1)
     res.stdout.fnmatch_lines(["*STEP 2 failed in this run; STEP 5 needs it*"])
     assert not (pytester.path / "five.txt").exists()
+
+
+def test_a_board_that_cannot_be_written_is_a_usage_error_not_an_internal_error(pytester: pytest.Pytester) -> None:
+    spec = pytester.makefile(".md", SPEC=STOPPED)
+    (pytester.path / ".dotasks").mkdir()
+    (pytester.path / ".dotasks" / "runs").write_text("not a folder")
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "-p", "no:cacheprovider", timeout=120)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["*-n needs the run's board in *runs, which cannot be written (Not a directory)*"])
+    assert "INTERNALERROR" not in res.stdout.str() + res.stderr.str()
+    assert "task_id" not in spec.read_text()
