@@ -69,6 +69,24 @@ def dependency_problems(spec: Spec, cfgs: Mapping[int, StepConfig], selected: se
             problems.append(f"{step.location}: STEP {step.ident} needs {which}, which {verb} neither done nor selected")
     if wanted:
         problems.append(f"  fix: run them together: {_steps_option(spec, wanted | selected)}")
+    return problems + _later_needs(spec, cfgs, selected, settings)
+
+
+def _later_needs(spec: Spec, cfgs: Mapping[int, StepConfig], selected: set[int], settings: Settings) -> list[str]:
+    """Selected steps needing a step below them that is not done: steps run in file order, so
+    that need could never be met in this run."""
+    position = {s.number: i for i, s in enumerate(spec.steps)}
+    by_number = spec.by_number()
+    problems: list[str] = []
+    for step in spec.steps:
+        if step.number not in selected or not will_run(step, settings):
+            continue
+        for dep in cfgs[step.number].needs:
+            dep_step = by_number.get(dep)
+            if dep_step is not None and position[dep] > position[step.number] and not _settled(dep_step):
+                problems.append(f"{step.location}: STEP {step.ident} needs STEP {dep_step.ident}, which comes after "
+                                f"it in the plan (steps run in file order); fix: move STEP {dep_step.ident} above "
+                                f"STEP {step.ident}, or run it first (--steps {dep_step.ident})")
     return problems
 
 

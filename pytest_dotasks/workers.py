@@ -130,6 +130,9 @@ class Workers:
         board = self.board_for(found[0])
         if board is not None:
             board.put_if_absent(found[1], "failed")
+        from pytest_dotasks.run.claims import stop_orphans
+
+        stop_orphans(*found)  # its commands must not go on writing after it was reported failed
         step = self.parsed[found[0]].by_number()[found[1]]
         text = str(report.longrepr or "").strip()
         why = text.splitlines()[0] if text else "its worker crashed"

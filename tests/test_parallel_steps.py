@@ -342,3 +342,43 @@ def test_a_board_that_cannot_be_written_is_a_usage_error_not_an_internal_error(p
     res.stderr.fnmatch_lines(["*-n needs the run's board in *runs, which cannot be written (Not a directory)*"])
     assert "INTERNALERROR" not in res.stdout.str() + res.stderr.str()
     assert "task_id" not in spec.read_text()
+
+
+def test_a_crashed_workers_commands_are_stopped_by_the_controller(pytester: pytest.Pytester) -> None:
+    # STEP 1 leaves a command behind, then its worker dies. Without the controller stopping it
+    # (run.claims.stop_orphans, by the task id of the dead worker's claim), late.txt appears
+    # while STEP 2 still runs: work of a step already reported failed.
+    pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Leaves a command behind, then kills its worker
+  - needs: none
+  - run: (sleep 3; echo late > late.txt) & sleep 0.5; kill -9 $PPID
+- [ ] **STEP 2**: Outlasts the leftover command
+  - needs: none
+  - run: sleep 6; echo two > two.txt
+""")
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "-p", "no:cacheprovider", timeout=120)
+    res.assert_outcomes(failed=1, passed=1)
+    assert (pytester.path / "two.txt").exists()
+    assert not (pytester.path / "late.txt").exists()
+
+
+def test_a_need_later_in_the_file_is_named_as_such(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".md", SPEC="""\
+- [ ] **STEP 1**: Needs a later step
+  - needs: 3
+  - run: true
+- [ ] **STEP 2**: Plain
+  - needs: none
+  - run: true
+- [ ] **STEP 3**: Later
+  - needs: none
+  - run: true
+""")
+    before = (pytester.path / "SPEC.md").read_text()
+    res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-p", "no:cacheprovider", timeout=120)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR  # found before any step runs
+    later = ("*SPEC.md:1: STEP 1 needs STEP 3, which comes after it in the plan (steps run in file order); "
+             "fix: move STEP 3 above STEP 1, or run it first (--steps 3)*")
+    res.stderr.fnmatch_lines([later])
+    assert (pytester.path / "SPEC.md").read_text() == before
+    assert not (pytester.path / ".task_execution.log").exists()

@@ -203,6 +203,17 @@ def _unlink(path: Path) -> None:
         pass
 
 
+def stop_orphans(spec_path: Path, number: int) -> int:
+    """STEP ``number``'s process died under it (an xdist worker killed mid-step): stop the
+    commands it left running, found by the task id its claim names. Returns how many."""
+    claim = _read(claim_path(spec_path, number))
+    if claim is None or not _stale(claim):
+        return 0  # no claim, or its holder still lives: not an orphan's
+    found = carriers(claim.task_id)
+    kill_carriers(found)
+    return len(found)
+
+
 def held_by(spec_path: Path, number: int) -> Claim | None:
     """The live claim on STEP ``number``, if any."""
     claim = _read(claim_path(spec_path, number))
