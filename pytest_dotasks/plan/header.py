@@ -54,7 +54,9 @@ _MARK_START = re.compile(r"[ \t](?:✓|✗|⏳)")
 # A marker written right after the colon by the original command:
 # "**STEP 8**: ✓ [task_id: ...] [2024-11-13T10:30:00] Title"
 _LEADING_MARK = re.compile(
-    r"^[ \t]*(?P<sym>✓|✗|⏳)[ \t]*(?:(?:Failed|Running|Done)\b[ \t]*)?(?:\[[^\]\n]*\][ \t]*)*"
+    r"^[ \t]*(?P<sym>✓|✗|⏳)[ \t]*(?:(?:Failed|Running|Done)\b[ \t]*)?"
+    # only the marker's own brackets (task id, time): "[P] Title" or "[] Title" stays the title
+    r"(?:\[(?:task_id:[^\]\n]*|task_[\w.-]+|\d{4}-\d\d-\d\d[^\]\n]*)\][ \t]*)*"
 )
 _TASK_ID = re.compile(r"task_id:[ \t]*([\w.-]+)|\[(task_[\w.-]+)\]")
 _STAMP = re.compile(r"\[(\d{4}-\d\d-\d\d(?:[T ][\d:.]+)?)\]")

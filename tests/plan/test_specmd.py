@@ -1150,3 +1150,15 @@ def test_every_number_has_a_range(bullet: str, in_message: str, in_fix: str) -> 
 def test_the_ends_of_each_range_are_allowed(bullet: str, key: str, value: float) -> None:
     cfg = configs(parse(f"- [ ] **STEP 1**: a\n  - {bullet}\n"))[1]
     assert getattr(cfg, key) == value
+
+
+def test_a_leading_marker_takes_only_its_own_brackets() -> None:
+    # Found by the property test: "✓ [task_id: ...] [time] []" lost its title "[]", and
+    # "[P] Do it" after such a marker lost its "[P]".
+    text = ("- [x] **STEP 1**: ✓ [task_id: task_1_1a2b3c4d] [2025-11-13T10:30:00.123456] []\n"
+            "- [x] **STEP 2**: ✓ [2024-11-13 10:30:00.1] [task_3-10_4a] Real title\n"
+            "- [x] **STEP 3**: ✓ [task_id: task_3_1a] [P] Do it\n")
+    by = parse_text(text, Path("SPEC.md")).by_number()
+    assert [by[n].title for n in (1, 2, 3)] == ["[]", "Real title", "[P] Do it"]
+    assert by[2].marker.task_id == "task_3-10_4a" and by[2].marker.timestamp == "2024-11-13 10:30:00.1"
+    assert by[3].marker.task_id == "task_3_1a" and by[3].marker.status == STATUS_DONE
