@@ -130,7 +130,7 @@ def test_a_step_running_in_another_run_is_skipped_and_a_killed_claim_taken_over(
 
 REDO = """\
 - [ ] **STEP 1**: Slow
-  - run: echo $DOTASKS_TASK_ID >> one.txt; test -f go || sleep 60
+  - run: echo $DOTASKS_TASK_ID >> one.txt; for i in $(seq 600); do [ -f go ] && break; sleep 0.1; done
 - [x] **STEP 2**: Done before ✓ [task_id: task_2_00000000] [2026-01-01T00:00:00]
   - needs: none
   - run: echo $DOTASKS_TASK_ID >> two.txt
