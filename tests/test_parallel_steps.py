@@ -39,6 +39,11 @@ SPECKIT = f"""\
 JOIN_OK = "grep -qx a done.txt && grep -qx b done.txt && echo T004 >> done.txt"
 
 
+def poll(condition: str, tenths: int = 300) -> str:
+    """Shell: wait until ``condition`` holds, looking every 0.1 s; the count is only a hang guard."""
+    return f"for i in $(seq {tenths}); do {condition} && break; sleep 0.1; done"
+
+
 def entries(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
@@ -90,13 +95,18 @@ def test_without_xdist_the_same_plan_runs_in_file_order(pytester: pytest.Pyteste
     assert not (path.parent / ".dotasks" / "runs").exists() or not list((path.parent / ".dotasks" / "runs").iterdir())
 
 
-STOPPED = """\
+# Steps poll the run's board instead of sleeping for a time that a loaded machine may overrun:
+# STEP 1's outcome is on it (.dotasks/runs/<run>/<plan>/1.json), so STEP 1 has failed;
+AFTER_ONE = poll("ls .dotasks/runs/*/*/1.json >/dev/null 2>&1")
+# a step of some worker waits on it for another's (.dotasks/runs/<run>/waiting/<worker>.json).
+UNTIL_A_WAIT = poll("ls .dotasks/runs/*/waiting/*.json >/dev/null 2>&1")
+STOPPED = f"""\
 - [ ] **STEP 1**: Fails at once
   - needs: none
   - run: exit 1
 - [ ] **STEP 2**: Slow enough for STEP 1 to stop the run
   - needs: none
-  - run: sleep 2
+  - run: {AFTER_ONE}
 - [ ] **STEP 3**: Never runs: its worker stopped after STEP 1
   - needs: none
   - run: echo three > three.txt
@@ -221,14 +231,14 @@ def test_after_a_crash_the_replacement_worker_runs_the_rest(pytester: pytest.Pyt
 
 # Chains [1] (or [1, 2]) and [3] go to one worker, [2] (or [4]) and the next one to the other,
 # the rest to whichever asks first. STEP 1 kills its worker while STEP 5 waits on the other
-# worker for a step the dead worker had queued. xdist 3.8 (and our first scheduler) put the dead worker's unfinished chains back
+# worker for a step the dead worker had queued (STEP 1 sees STEP 5's wait on the board). xdist 3.8 (and our first scheduler) put the dead worker's unfinished chains back
 # on the queue and handed them to the live worker, behind the waiting STEP 5: a wait for a
 # step queued behind it, which ended as "stuck" (a pre-flight error and a ✗ Failed marker).
 # The replacement worker takes them over instead, as if it were the worker that died.
 CRASH_BEHIND_A_WAIT = """\
 - [ ] **STEP 1**: Kills its worker
   - needs: none
-  - run: sleep 2; kill -9 $PPID
+  - run: {until_a_wait}; kill -9 $PPID
 - [ ] **STEP 2**: {two}
   - needs: {two_needs}
   - run: echo two > two.txt
@@ -241,13 +251,13 @@ CRASH_BEHIND_A_WAIT = """\
 - [ ] **STEP 5**: Needs {needs}
   - needs: {needs}
   - run: echo five > five.txt
-- [ ] **STEP 6**: Slow
+- [ ] **STEP 6**: Slow: done only once STEP 3 has run
   - needs: none
-  - run: sleep 3
-- [ ] **STEP 7**: Slow
+  - run: {until_three}
+- [ ] **STEP 7**: Slow: done only once STEP 3 has run
   - needs: none
-  - run: sleep 3
-"""
+  - run: {until_three}
+""".replace("{until_a_wait}", UNTIL_A_WAIT).replace("{until_three}", poll("[ -e three.txt ]"))
 
 
 def test_a_chain_left_by_a_crashed_worker_is_not_queued_behind_a_step_waiting_for_it(
@@ -275,13 +285,13 @@ def test_the_rest_of_a_crashed_chain_blocks_a_step_waiting_on_another_worker(pyt
     assert "task_id" not in header
 
 
-WAIT_UNDER_TIMEOUT = """\
+WAIT_UNDER_TIMEOUT = f"""\
 - [ ] **STEP 1**: Quick
   - needs: none
   - run: echo one > one.txt
 - [ ] **STEP 2**: Slower than --timeout, with a timeout of its own
   - needs: none
-  - run: sleep 5; echo two > two.txt
+  - run: {UNTIL_A_WAIT}; sleep 3.5; echo two > two.txt
   - timeout: 60s
 - [ ] **STEP 3**: Waits for STEP 2 on the other worker, then takes no time
   - needs: 1, 2
@@ -294,7 +304,8 @@ def test_time_spent_waiting_for_another_worker_is_not_the_steps_timeout(pytester
                                                                         method: str) -> None:
     # In one process STEP 3 starts after STEP 2 and passes under --timeout 3; under -n 2 it
     # waited for STEP 2 inside its own limit: "timed out in main" (signal) or a killed worker
-    # (thread). pytest-timeout's timer is paused while a step waits on the board.
+    # (thread). pytest-timeout's timer is paused while a step waits on the board. STEP 2 ends
+    # 3.5 s after STEP 3's wait began (it sees it on the board): STEP 3 waits longer than 3 s.
     pytester.makefile(".md", SPEC=WAIT_UNDER_TIMEOUT)
     res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "--timeout", "3", "--timeout-method",
                                         method, "-p", "no:cacheprovider", timeout=120)
@@ -344,18 +355,26 @@ def test_a_board_that_cannot_be_written_is_a_usage_error_not_an_internal_error(p
     assert "task_id" not in spec.read_text()
 
 
+# The leftover command of the test below still runs (a process, and not a zombie nobody reaps).
+LEFT_LIVES = "grep -qs '^[0-9]* (.*) [^Z]' /proc/$(cat left.pid)/stat"
+LEFT_BEHIND = f"""\
+- [ ] **STEP 1**: Leaves a command behind, then kills its worker
+  - needs: none
+  - run: sh -c 'echo $$ > left.pid; {poll("[ -e go ]", 600)}; echo late > late.txt' & sleep 0.5; kill -9 $PPID
+- [ ] **STEP 2**: Outlasts the leftover command
+  - needs: none
+  - run: {poll(f"[ -s left.pid ] && ! {LEFT_LIVES}", 100)}; if {LEFT_LIVES}; then touch go; \
+{poll("[ -e late.txt ]", 300)}; fi; echo two > two.txt
+"""
+
+
 def test_a_crashed_workers_commands_are_stopped_by_the_controller(pytester: pytest.Pytester) -> None:
     # STEP 1 leaves a command behind, then its worker dies. Without the controller stopping it
     # (run.claims.stop_orphans, by the task id of the dead worker's claim), late.txt appears
-    # while STEP 2 still runs: work of a step already reported failed.
-    pytester.makefile(".md", SPEC="""\
-- [ ] **STEP 1**: Leaves a command behind, then kills its worker
-  - needs: none
-  - run: (sleep 3; echo late > late.txt) & sleep 0.5; kill -9 $PPID
-- [ ] **STEP 2**: Outlasts the leftover command
-  - needs: none
-  - run: sleep 6; echo two > two.txt
-""")
+    # while STEP 2 still runs: work of a step already reported failed. The leftover writes it
+    # once told to go; STEP 2 tells it if it still lives 10 s on (and waits for late.txt), and
+    # ends at once when it is gone (no sleeps for a loaded machine to overrun).
+    pytester.makefile(".md", SPEC=LEFT_BEHIND)
     res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "-p", "no:cacheprovider", timeout=120)
     res.assert_outcomes(failed=1, passed=1)
     assert (pytester.path / "two.txt").exists()
