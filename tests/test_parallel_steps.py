@@ -363,7 +363,7 @@ LEFT_BEHIND = f"""\
   - run: sh -c 'echo $$ > left.pid; {poll("[ -e go ]", 600)}; echo late > late.txt' & sleep 0.5; kill -9 $PPID
 - [ ] **STEP 2**: Outlasts the leftover command
   - needs: none
-  - run: {poll(f"[ -s left.pid ] && ! {LEFT_LIVES}", 100)}; if {LEFT_LIVES}; then touch go; \
+  - run: {poll(f"[ -s left.pid ] && ! {LEFT_LIVES}", 600)}; if {LEFT_LIVES}; then touch go; \
 {poll("[ -e late.txt ]", 300)}; fi; echo two > two.txt
 """
 
@@ -372,7 +372,7 @@ def test_a_crashed_workers_commands_are_stopped_by_the_controller(pytester: pyte
     # STEP 1 leaves a command behind, then its worker dies. Without the controller stopping it
     # (run.claims.stop_orphans, by the task id of the dead worker's claim), late.txt appears
     # while STEP 2 still runs: work of a step already reported failed. The leftover writes it
-    # once told to go; STEP 2 tells it if it still lives 10 s on (and waits for late.txt), and
+    # once told to go; STEP 2 tells it if it still lives 60 s on (and waits for late.txt), and
     # ends at once when it is gone (no sleeps for a loaded machine to overrun).
     pytester.makefile(".md", SPEC=LEFT_BEHIND)
     res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "-p", "no:cacheprovider", timeout=120)
