@@ -401,3 +401,17 @@ def test_a_need_later_in_the_file_is_named_as_such(pytester: pytest.Pytester) ->
     res.stderr.fnmatch_lines([later])
     assert (pytester.path / "SPEC.md").read_text() == before
     assert not (pytester.path / ".task_execution.log").exists()
+
+
+def test_a_plan_warning_is_said_once_under_xdist(pytester: pytest.Pytester) -> None:
+    # Every worker collects the plan; pytest listed the warning's place once per worker.
+    folder = pytester.path / "specs" / "001-dup"
+    folder.mkdir(parents=True)
+    (folder / "tasks.md").write_text("## Phase 1: Setup\n- [ ] T001 One\n  - run: true\n"
+                                     "- [ ] T001 Again\n  - run: true\n")
+    res = pytester.runpytest_subprocess(str(folder / "tasks.md"), "-n", "3", "--no-mark", "-p", "no:cacheprovider",
+                                        timeout=120)
+    res.assert_outcomes(passed=2)
+    places = [ln for ln in res.stdout.lines if ln.strip() == "specs/001-dup/tasks.md:4"]
+    assert len(places) == 1, res.stdout.str()
+    assert "this one runs as T001-2" in res.stdout.str()
