@@ -200,14 +200,15 @@ def test_a_lettered_background_step_is_named_by_its_id(pytester: pytest.Pytester
 
 def test_a_lettered_step_running_in_another_run_is_named_by_its_id(pytester: pytest.Pytester) -> None:
     write(pytester, "SPEC.md", "- [ ] **STEP 1A**: Slow\n"
-                               "  - run: echo $DOTASKS_TASK_ID >> started.txt; test -f go || sleep 60\n")
+                               "  - run: echo $DOTASKS_TASK_ID >> started.txt; "
+                               "for i in $(seq 600); do [ -f go ] && break; sleep 0.1; done\n")
     first = subprocess.Popen([*PYTEST, "--spec", "SPEC.md"], cwd=pytester.path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: (pytester.path / "started.txt").exists()), "STEP 1A never started"
-        (pytester.path / "go").touch()
-        out = run(pytester.path, "--spec", "SPEC.md", "-rs").stdout
+        out = run(pytester.path, "--spec", "SPEC.md", "-rs").stdout  # while the first run still holds it
     finally:
+        (pytester.path / "go").touch()
         first.send_signal(signal.SIGKILL)
         first.wait()
     assert f"STEP 1A is running in another pytest process, pid {first.pid}" in out, out
