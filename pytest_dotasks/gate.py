@@ -83,11 +83,6 @@ def may_start(item: Any, run: Any) -> None:
             continue
         if run.is_selected(item.spec_path, dep) and run.settings.dry_run:
             continue
-        if run.is_selected(item.spec_path, dep) and run.workers.comes_before(item.spec_path, item.step.number, dep):
-            fail_preflight(item, run, f"STEP {item.step.ident} needs STEP {ident_of(dep)}, which comes after it in the "
-                                      "plan: steps run in file order, so it has not run yet",
-                           f"move STEP {ident_of(dep)} above STEP {item.step.ident}, or run STEP {ident_of(dep)} "
-                           f"first (--steps {ident_of(dep)})", needs=dep)
         fail_preflight(item, run, f"STEP {item.step.ident} needs STEP {ident_of(dep)}, which is not done and not selected",
                              f"run it first (--steps {ident_of(dep)},{item.step.ident}) or add it to the selection",
                              needs=dep)

@@ -279,28 +279,16 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     run = config.stash.get(RUN_KEY, None)
     if run is None or run.readiness_checked:
         return
-    rel = {_rel_nodeid(config, spec): spec for spec in run.specs}
-    selected: dict[Path, set[int]] = {spec: set() for spec in run.specs}
     for spec in run.specs:
         run.plan_step(spec, 0)  # parse it here: the controller never collected it
-    names = {spec: {s.name: s.number for s in run.parsed[spec].steps} for spec in run.specs if spec in run.parsed}
+    selected: dict[Path, set[int]] = {spec: set() for spec in run.specs}
     for nodeid in ids:
-        m = _NODE_STEP.match(nodeid)
-        if m and m.group(1) in rel and m.group(2) in names.get(rel[m.group(1)], {}):
-            selected[rel[m.group(1)]].add(names[rel[m.group(1)]][m.group(2)])
+        found = run.workers.step_of_nodeid(nodeid)
+        if found is not None:
+            selected.setdefault(found[0], set()).add(found[1])
     for spec, numbers in selected.items():
         run.selected[spec] = numbers
     _check_readiness(config, run)
-
-
-_NODE_STEP = re.compile(r"^(.*?)::([^@]+)(?:@|$)")
-
-
-def _rel_nodeid(config: pytest.Config, spec: Path) -> str:
-    try:
-        return spec.relative_to(config.rootpath).as_posix()
-    except ValueError:
-        return spec.as_posix()
 
 
 def _check_readiness(config: pytest.Config, run: Any) -> None:

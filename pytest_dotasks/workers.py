@@ -37,6 +37,8 @@ class Workers:
             self.run_id = str(self.config.workerinput["testrunuid"])  # type: ignore[attr-defined]
         self._boards: dict[Path, Board] = {}
         self._positions: dict[Path, dict[int, int]] = {}
+        self._by_nodeid: dict[tuple[str, str], tuple[Path, int]] = {}  # (plan path, item name) -> step
+        self._indexed: set[Path] = set()
 
     def board_for(self, spec_path: Path) -> Board | None:
         """The plan's board in this run; None outside xdist's loadgroup (one process, or reordered)."""
@@ -124,7 +126,7 @@ class Workers:
         the steps that wait for it on other workers."""
         if self.is_worker or not report.failed or any(k == "dotasks_step" for k, _ in report.user_properties):
             return None
-        found = self._step_of_nodeid(report.nodeid)
+        found = self.step_of_nodeid(report.nodeid)
         if found is None:
             return None
         board = self.board_for(found[0])
@@ -139,20 +141,22 @@ class Workers:
         return Record(spec=str(found[0]), step=step.number, title=step.title, outcome="failed", phase=None,
                       message=f"{why}; no marker was written, the next run runs it again")
 
-    def _step_of_nodeid(self, nodeid: str) -> tuple[Path, int] | None:
-        """(plan, step) a node id names, as the controller sees it (it collects nothing itself)."""
+    def step_of_nodeid(self, nodeid: str) -> tuple[Path, int] | None:
+        """(plan, step) a node id names (``SPEC.md::step8@dotasks-SPEC-chain8``), from the parsed
+        plans: how the controller, which collects nothing itself, knows the workers' steps."""
         path, _, rest = nodeid.partition("::")
-        name = rest.split("@", 1)[0]
-        for spec_path, spec in self.parsed.items():
-            try:
-                rel = spec_path.relative_to(self.config.rootpath).as_posix()
-            except ValueError:
-                rel = spec_path.as_posix()
-            if rel == path:
-                for step in spec.steps:
-                    if step.name == name:
-                        return spec_path, step.number
-        return None
+        key = (path, rest.split("@", 1)[0])
+        if key not in self._by_nodeid:
+            for spec_path, spec in self.parsed.items():  # index the plans parsed since the last miss
+                if spec_path not in self._indexed:
+                    self._indexed.add(spec_path)
+                    try:
+                        rel = spec_path.relative_to(self.config.rootpath).as_posix()
+                    except ValueError:
+                        rel = spec_path.as_posix()
+                    for step in spec.steps:
+                        self._by_nodeid[(rel, step.name)] = (spec_path, step.number)
+        return self._by_nodeid.get(key)
 
 
 class Outcomes(dict[tuple[Path, int], str]):
