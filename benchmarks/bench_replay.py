@@ -32,18 +32,11 @@ from _common import child_env, header, machine, ms, pytest_cmd, run, table, work
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: tests.stubs, pytest_dotasks
 
 from pytest_dotasks.cassette.proxy import Proxy
+from tests.agent.helpers import AGENT  # the executor the agent tests use
 from tests.stubs.anthropic_stub import API_KEY, AnthropicStub, Reply, text, tool_use
 
 N_STEPS = 8
 REPEATS = 3
-AGENT = """---
-name: tinker-executor
-description: Executes plan steps.
-tools: Bash, Read, Write, Edit
-model: haiku
----
-You are the executor. Test before you claim success.
-"""
 
 
 def plan() -> str:

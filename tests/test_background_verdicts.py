@@ -66,29 +66,25 @@ def test_wait_background_reports_each_final_outcome_with_metrics(pytester: pytes
     assert props.get("check.loss_ratio <= 0.5") == "ok"
 
 
-def test_wait_background_fails_the_run_when_training_fails(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".md", SPEC="""\
+FAILING_TRAINING = """\
 - [ ] **STEP 1**: Train
   - run: sleep 0.5; exit 3
   - background: yes
 - [ ] **STEP 2**: Independent
   - needs: none
   - run: true
-""")
+"""
+
+
+def test_wait_background_fails_the_run_when_training_fails(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".md", SPEC=FAILING_TRAINING)
     res = pytester.runpytest("--spec", "SPEC.md", "--wait-background")
     res.assert_outcomes(passed=2, errors=1)
     assert res.ret == pytest.ExitCode.TESTS_FAILED
 
 
 def test_wait_background_under_xdist(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".md", SPEC="""\
-- [ ] **STEP 1**: Train
-  - run: sleep 0.5; exit 3
-  - background: yes
-- [ ] **STEP 2**: Independent
-  - needs: none
-  - run: true
-""")
+    pytester.makefile(".md", SPEC=FAILING_TRAINING)
     pytester.makeini("[pytest]\ndotasks_wait_background = true\n")
     res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "--junitxml=out.xml", timeout=300)
     assert res.ret == pytest.ExitCode.TESTS_FAILED
