@@ -378,7 +378,8 @@ def test_a_crashed_workers_commands_are_stopped_by_the_controller(pytester: pyte
     res = pytester.runpytest_subprocess("--spec", "SPEC.md", "-n", "2", "-p", "no:cacheprovider", timeout=120)
     res.assert_outcomes(failed=1, passed=1)
     assert (pytester.path / "two.txt").exists()
-    assert not (pytester.path / "late.txt").exists()
+    claims = {p.name: p.read_text() for p in (pytester.path / ".dotasks" / "claims").glob("*.json")}
+    assert not (pytester.path / "late.txt").exists(), f"the leftover was not stopped; claims {claims}\n{res.stdout.str()}"
 
 
 def test_a_need_later_in_the_file_is_named_as_such(pytester: pytest.Pytester) -> None:
